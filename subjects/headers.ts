@@ -1,0 +1,22 @@
+/** NATS header names of the contract (CONTRACT sections 2 and 5). */
+export const Header = {
+  /** The acting device, set by the Gateway from its authenticated socket. Required. */
+  deviceId: 'Device-Id',
+  /** The Gateway's socket id, for logs. */
+  connectionId: 'Connection-Id',
+  /** Correlation id, echoed in the reply and in every log line of the request. */
+  requestId: 'Request-Id',
+  /** A retried request with the same key from the same device returns the first reply. */
+  idempotencyKey: 'Idempotency-Key',
+  /** Status of an error reply (`400`, `404`, ...). */
+  serviceErrorCode: 'Nats-Service-Error-Code',
+  /** Message of an error reply. */
+  serviceError: 'Nats-Service-Error',
+  /** JetStream de-duplication id of a broadcast: `<lobby_id>:<id>`. */
+  msgId: 'Nats-Msg-Id',
+} as const;
+
+/** Largest accepted request body (256 KiB); larger ones answer `payload_too_large`. */
+export const MAX_BODY_BYTES = 256 * 1024;
+/** Longest accepted `Idempotency-Key`. */
+export const MAX_IDEMPOTENCY_KEY = 128;

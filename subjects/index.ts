@@ -1,0 +1,10 @@
+/**
+ * The wire contract as code (../shared/CONTRACT.md). Handlers, transports, tests, tools and
+ * other services import subject names, schemas and error codes from here and nowhere else.
+ */
+export * from './errors.js';
+export * from './objects.js';
+export * from './commands.js';
+export * from './events.js';
+export * from './headers.js';
+export * from './internal.js';
