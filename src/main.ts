@@ -1,0 +1,46 @@
+/**
+ * Process entry point: `npm start`. Runs the service in the foreground until SIGTERM/SIGINT,
+ * then shuts down gracefully (a second signal exits at once).
+ */
+import { ConfigError, loadConfig } from './config.js';
+import { startApp } from './app.js';
+import { createLogger } from './log.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+
+  const app = await startApp(config, log);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal }, 'signal received');
+    app.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+main().catch((err) => {
+  process.stderr.write(`lobby service failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,83 @@
+/**
+ * Fires session deadlines (and presence grace periods) on whichever replica sees them first.
+ *
+ * Wake times live in the database (`measurement_sessions.wake_at`), so a deadline that passed
+ * while the service was down fires soon after it comes back. Every replica polls; a `tick` is
+ * a step like any other, so when two replicas fire the same deadline the second finds the
+ * phase already failed and changes nothing: each deadline fires exactly once.
+ */
+import type { Logger } from 'pino';
+import type { Sessions } from './sessions.js';
+
+export class DeadlineScheduler {
+  private running = false;
+  private loop?: Promise<void>;
+  private timer?: NodeJS.Timeout;
+  private wakeNow?: () => void;
+  private nextAt = Infinity;
+  /** Ticks that changed a session (fired deadlines), since start. */
+  fired = 0;
+
+  constructor(
+    private readonly sessions: Sessions,
+    private readonly log: Logger,
+    /** Longest sleep: bounds how late a deadline set by another replica is noticed. */
+    private readonly pollMs = 1_000,
+  ) {
+    sessions.onWake = (at) => this.nudge(at);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** A session now wakes at `at`: re-arm if that is sooner than the current sleep. */
+  nudge(at: number): void {
+    if (at < this.nextAt) this.wakeNow?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wakeNow?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      let sleepMs = this.pollMs;
+      try {
+        const due = await this.sessions.due(Date.now());
+        const results = await Promise.allSettled(due.map((id) => this.sessions.tick(id)));
+        for (const [i, r] of results.entries()) {
+          if (r.status === 'rejected') this.log.warn({ err: r.reason, session_id: due[i] }, 'deadline tick failed; will retry');
+          else if (r.value.status === 'accepted') this.fired++;
+        }
+        const next = await this.sessions.nextWake();
+        if (next !== null) sleepMs = Math.max(0, Math.min(this.pollMs, next - Date.now()));
+        // A failed tick keeps its wake time in the past: back off instead of spinning.
+        if (results.some((r) => r.status === 'rejected')) sleepMs = Math.max(sleepMs, 200);
+      } catch (err) {
+        this.log.warn({ err }, 'deadline scan failed; will retry');
+        sleepMs = this.pollMs;
+      }
+      if (!this.running) break;
+      await this.sleep(sleepMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    this.nextAt = Date.now() + ms;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(this.timer);
+        this.wakeNow = undefined;
+        this.nextAt = Infinity;
+        resolve();
+      };
+      this.timer = setTimeout(done, ms);
+      this.wakeNow = done;
+    });
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * A named, time-limited lease in the database: at most one holder at a time across replicas.
+ * The database clock decides expiry, so replicas' clocks need not agree.
+ */
+import type { Database } from '../db/orm.js';
+
+export class Lease {
+  private heldUntil = 0;
+
+  constructor(
+    private readonly db: Database,
+    private readonly name: string,
+    private readonly holder: string,
+    private readonly ttlMs: number,
+  ) {}
+
+  /** Takes or renews the lease; true while this holder has it. Renews at most every ttl/3. */
+  async acquire(): Promise<boolean> {
+    const now = Date.now();
+    if (now < this.heldUntil - (this.ttlMs * 2) / 3) return true;
+    const rows = await this.db.transaction((em) =>
+      em.execute<{ holder: string }[]>(
+        `insert into leases (name, holder, expires_at)
+         values (?, ?, now() + ? * interval '1 millisecond')
+         on conflict (name) do update set holder = excluded.holder, expires_at = excluded.expires_at
+         where leases.holder = excluded.holder or leases.expires_at < now()
+         returning holder`,
+        [this.name, this.holder, this.ttlMs],
+      ),
+    );
+    const held = rows.length === 1;
+    this.heldUntil = held ? now + this.ttlMs : 0;
+    return held;
+  }
+
+  /** Gives the lease up so another replica can take over at once. */
+  async release(): Promise<void> {
+    this.heldUntil = 0;
+    await this.db.transaction((em) =>
+      em.execute('delete from leases where name = ? and holder = ?', [this.name, this.holder]),
+    );
+  }
+}

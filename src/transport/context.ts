@@ -1,0 +1,16 @@
+/** What a handler knows about the request it serves, whatever the transport. */
+import type { Logger } from 'pino';
+import type { IdempotencySpec } from '../outbox/unit-of-work.js';
+
+export interface CommandContext {
+  /** The acting device (`Device-Id`, or the v1 body's device field over HTTP). */
+  deviceId: string;
+  requestId?: string;
+  connectionId?: string;
+  /** Child logger carrying request_id, device_id (and lobby_id / session_id when known). */
+  log: Logger;
+  /** Set when the request carries an `Idempotency-Key`: its first reply is stored with its effects. */
+  idempotency?: IdempotencySpec;
+  /** Internal callers (the v1 HTTP events endpoint) skip the member check. */
+  trusted?: boolean;
+}

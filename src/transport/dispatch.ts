@@ -1,0 +1,188 @@
+/**
+ * The one handler wrapper every transport goes through: size limit, JSON decoding, identity
+ * (`Device-Id`), rate limits, schema validation, idempotency, the handler itself, and the
+ * mapping of whatever it throws to a wire error. NATS and HTTP differ only in how they read
+ * a request and write the outcome.
+ */
+import {
+  DeviceId,
+  MAX_BODY_BYTES,
+  MAX_IDEMPOTENCY_KEY,
+  aliases,
+  commands,
+  type Issue,
+  type Subject,
+} from '../../subjects/index.js';
+import type { z } from 'zod';
+import type { Logger } from 'pino';
+import { ServiceError, fail, normalizeError } from '../errors.js';
+import type { CommandContext } from './context.js';
+import { IdempotencyStore, isKeyRace, requestHash, type Prior } from './idempotency.js';
+import type { TokenBuckets } from './limits.js';
+
+export type Handler = (req: any, ctx: CommandContext) => Promise<unknown>;
+/** One handler per subject that has its own (aliases resolve to their target's). */
+export type HandlerTable = Partial<Record<Subject, Handler>>;
+
+export interface Inbound {
+  subject: Subject;
+  /** Raw body (NATS payload or HTTP body); empty means `{}`. */
+  body: Uint8Array | string;
+  deviceId?: string;
+  requestId?: string;
+  connectionId?: string;
+  idempotencyKey?: string;
+  trusted?: boolean;
+}
+
+export type Outcome = { ok: true; reply: unknown } | { ok: false; error: ServiceError };
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export function issuesOf(error: z.ZodError): Issue[] {
+  return error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
+}
+
+function decode(body: Uint8Array | string): unknown {
+  const size = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+  if (size > MAX_BODY_BYTES) {
+    throw new ServiceError('payload_too_large', `request body is over ${MAX_BODY_BYTES} bytes`, {
+      max_bytes: MAX_BODY_BYTES,
+    });
+  }
+  let text: string;
+  try {
+    text = typeof body === 'string' ? body : decoder.decode(body);
+  } catch {
+    throw fail.invalid('request body is not UTF-8');
+  }
+  if (text.trim() === '') return {};
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw fail.invalid('request body is not JSON');
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw fail.invalid('request body must be a JSON object');
+  }
+  return data;
+}
+
+function bodyText(body: Uint8Array | string): string {
+  return typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
+}
+
+export class Dispatcher {
+  constructor(
+    private readonly deps: {
+      handlers: HandlerTable;
+      log: Logger;
+      limits: TokenBuckets;
+      idempotency: IdempotencyStore;
+    },
+  ) {}
+
+  /** Whether `subject` is served (every contract subject once all handlers are registered). */
+  serves(subject: string): subject is Subject {
+    return Object.hasOwn(commands, subject) && this.handlerOf(subject as Subject) !== undefined;
+  }
+
+  private handlerOf(subject: Subject): Handler | undefined {
+    return this.deps.handlers[aliases[subject] ?? subject];
+  }
+
+  /** Never throws: every failure becomes an `Outcome` with a wire-safe error. */
+  async dispatch(inb: Inbound): Promise<Outcome> {
+    const started = performance.now();
+    let log = this.deps.log.child({
+      subject: inb.subject,
+      request_id: inb.requestId,
+      device_id: inb.deviceId,
+      connection_id: inb.connectionId,
+    });
+    let outcome: Outcome;
+    try {
+      const { ctx, req } = this.prepare(inb, log);
+      log = ctx.log;
+      outcome = await this.run(inb.subject, req, ctx);
+    } catch (err) {
+      outcome = { ok: false, error: normalizeError(err) };
+    }
+    const duration_ms = Math.round((performance.now() - started) * 100) / 100;
+    if (outcome.ok) {
+      log.info({ duration_ms }, 'request served');
+    } else {
+      const e = outcome.error;
+      if (e.status >= 500) {
+        log.error({ duration_ms, code: e.code, err: e.cause ?? e }, 'request failed');
+      } else {
+        log.info({ duration_ms, code: e.code, details: e.details }, `request refused: ${e.message}`);
+      }
+    }
+    return outcome;
+  }
+
+  private prepare(inb: Inbound, log: Logger): { ctx: CommandContext; req: unknown } {
+    const handler = this.handlerOf(inb.subject);
+    if (!handler) throw new ServiceError('internal', `no handler for ${inb.subject}`);
+    const data = decode(inb.body);
+    if (inb.deviceId === undefined || inb.deviceId === '') {
+      throw fail.invalid('the Device-Id header is required');
+    }
+    if (!DeviceId.safeParse(inb.deviceId).success) {
+      throw fail.invalid('Device-Id must be 1-128 printable characters');
+    }
+    if (
+      inb.idempotencyKey !== undefined &&
+      (inb.idempotencyKey.length < 1 || inb.idempotencyKey.length > MAX_IDEMPOTENCY_KEY)
+    ) {
+      throw fail.invalid(`Idempotency-Key must be 1-${MAX_IDEMPOTENCY_KEY} characters`);
+    }
+    this.deps.limits.take(inb.deviceId);
+    const parsed = commands[inb.subject].request.safeParse(data);
+    if (!parsed.success) throw fail.invalid('request does not match the schema', issuesOf(parsed.error));
+    const req = parsed.data as Record<string, unknown>;
+    const ctx: CommandContext = {
+      deviceId: inb.deviceId,
+      requestId: inb.requestId,
+      connectionId: inb.connectionId,
+      trusted: inb.trusted,
+      log: log.child({ lobby_id: req.lobby_id, session_id: req.session_id }),
+    };
+    if (inb.idempotencyKey !== undefined) {
+      ctx.idempotency = {
+        deviceId: inb.deviceId,
+        key: inb.idempotencyKey,
+        subject: aliases[inb.subject] ?? inb.subject,
+        requestHash: requestHash(aliases[inb.subject] ?? inb.subject, bodyText(inb.body)),
+      };
+    }
+    return { ctx, req };
+  }
+
+  private async run(subject: Subject, req: unknown, ctx: CommandContext): Promise<Outcome> {
+    const handler = this.handlerOf(subject)!;
+    const key = ctx.idempotency;
+    if (key) {
+      const prior = await this.deps.idempotency.find(key);
+      if (prior) return replayed(prior, ctx);
+    }
+    try {
+      return { ok: true, reply: await handler(req, ctx) };
+    } catch (err) {
+      if (key && isKeyRace(err)) {
+        const prior = await this.deps.idempotency.find(key);
+        if (prior) return replayed(prior, ctx);
+      }
+      const error = normalizeError(err);
+      if (key) await this.deps.idempotency.storeRefusal(key, error).catch((e) => ctx.log.warn({ err: e }, 'could not store refusal'));
+      return { ok: false, error };
+    }
+  }
+}
+
+function replayed(prior: Prior, ctx: CommandContext): Outcome {
+  ctx.log.debug('replaying the first outcome of this Idempotency-Key');
+  return prior;
+}

@@ -1,0 +1,217 @@
+/**
+ * NATS transport: the connection, and the `lobby` micro service (every command subject in
+ * queue group `lobby`, plus `$SRV.PING/INFO/STATS` so that `nats micro ls` finds it).
+ *
+ * Implemented over core subscriptions (the published @nats-io/services is a stale prerelease
+ * that does not await async handlers). Every request gets a reply: a success body, or an
+ * error with `Nats-Service-Error-Code` / `Nats-Service-Error` headers.
+ */
+import { readFileSync } from 'node:fs';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import {
+  credsAuthenticator,
+  headers as natsHeaders,
+  nuid,
+  type Msg,
+  type Subscription,
+} from '@nats-io/nats-core';
+import type { Logger } from 'pino';
+import { Header, SERVICE, commands, subjectNames, type Subject } from '../../subjects/index.js';
+import type { Config } from '../config.js';
+import { toWire } from '../errors.js';
+import type { Dispatcher } from './dispatch.js';
+
+/** Whether each connection currently has a server (tracked from its status events). */
+const linkUp = new WeakMap<NatsConnection, boolean>();
+
+/** True while `nc` is connected (false while it reconnects, and once closed). */
+export function natsConnected(nc: NatsConnection): boolean {
+  return !nc.isClosed() && (linkUp.get(nc) ?? false);
+}
+
+export async function connectNats(config: Config['nats'], log: Logger, name = 'lobby-service'): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: config.servers,
+    name,
+    // Keep trying forever: the default gives up after ~20 s, and a NATS outage must only delay.
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    // Start-up waits for NATS to come up instead of failing (the caller logs that it waits).
+    waitOnFirstConnect: true,
+    noAsyncTraces: true,
+    token: config.token,
+    user: config.user,
+    pass: config.password,
+    authenticator: config.credsFile ? credsAuthenticator(readFileSync(config.credsFile)) : undefined,
+  });
+  linkUp.set(nc, true);
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        linkUp.set(nc, false);
+        log.warn('NATS connection lost; reconnecting');
+      } else if (s.type === 'reconnect') {
+        linkUp.set(nc, true);
+        log.info({ server: (s as { server?: string }).server }, 'NATS reconnected');
+      }
+      else if (s.type === 'error') log.error({ err: (s as { error?: unknown }).error }, 'NATS error');
+    }
+  })();
+  return nc;
+}
+
+interface EndpointStats {
+  name: string;
+  subject: string;
+  queue_group: string;
+  num_requests: number;
+  num_errors: number;
+  last_error: string;
+  processing_time: number;
+  average_processing_time: number;
+}
+
+const encoder = new TextEncoder();
+const PKG_VERSION = '0.1.0';
+
+/** Endpoint names may not contain dots: `lobby.create` -> `lobby_create`. */
+const endpointName = (s: string) => s.replace(/\./g, '_');
+
+export class NatsService {
+  readonly id = nuid.next();
+  private readonly started = new Date().toISOString();
+  private readonly subs: Subscription[] = [];
+  private readonly stats = new Map<Subject, EndpointStats>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private stopping = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly dispatcher: Dispatcher,
+    private readonly log: Logger,
+    private readonly prefix: string,
+  ) {}
+
+  start(): void {
+    for (const subject of subjectNames) {
+      if (!this.dispatcher.serves(subject)) continue;
+      const wire = `${this.prefix}${subject}`;
+      this.stats.set(subject, {
+        name: endpointName(subject),
+        subject: wire,
+        queue_group: SERVICE.queue,
+        num_requests: 0,
+        num_errors: 0,
+        last_error: '',
+        processing_time: 0,
+        average_processing_time: 0,
+      });
+      this.subs.push(
+        this.nc.subscribe(wire, {
+          queue: SERVICE.queue,
+          callback: (err, msg) => {
+            if (err) return this.log.error({ err, subject: wire }, 'subscription failed');
+            this.track(this.serve(subject, msg));
+          },
+        }),
+      );
+    }
+    for (const verb of ['PING', 'INFO', 'STATS'] as const) {
+      for (const subj of [`$SRV.${verb}`, `$SRV.${verb}.${SERVICE.name}`, `$SRV.${verb}.${SERVICE.name}.${this.id}`]) {
+        this.subs.push(
+          this.nc.subscribe(subj, {
+            callback: (_e, msg) => {
+              msg.respond(encoder.encode(JSON.stringify(this.control(verb))));
+            },
+          }),
+        );
+      }
+    }
+    this.log.info({ micro_service: SERVICE.name, id: this.id, endpoints: this.stats.size }, 'NATS micro service started');
+  }
+
+  private track(p: Promise<void>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
+  }
+
+  private async serve(subject: Subject, msg: Msg): Promise<void> {
+    const t0 = performance.now();
+    const h = msg.headers;
+    const get = (name: string) => (h?.has(name) ? h.get(name) : undefined);
+    const requestId = get(Header.requestId);
+    const outcome = await this.dispatcher.dispatch({
+      subject,
+      body: msg.data,
+      deviceId: get(Header.deviceId),
+      requestId,
+      connectionId: get(Header.connectionId),
+      idempotencyKey: get(Header.idempotencyKey),
+    });
+    const st = this.stats.get(subject)!;
+    st.num_requests++;
+    st.processing_time += Math.round((performance.now() - t0) * 1e6);
+    st.average_processing_time = Math.round(st.processing_time / st.num_requests);
+    if (!msg.reply) return;
+    const hdrs = natsHeaders();
+    if (requestId) hdrs.set(Header.requestId, requestId);
+    try {
+      if (outcome.ok) {
+        msg.respond(encoder.encode(JSON.stringify(outcome.reply)), { headers: hdrs });
+      } else {
+        const wire = toWire(outcome.error);
+        if (wire.status >= 500) {
+          st.num_errors++;
+          st.last_error = `${outcome.error.code}: ${outcome.error.message}`;
+        }
+        hdrs.set(Header.serviceErrorCode, String(wire.status));
+        hdrs.set(Header.serviceError, outcome.error.message);
+        msg.respond(encoder.encode(JSON.stringify(wire.body)), { headers: hdrs });
+      }
+    } catch (err) {
+      this.log.error({ err, subject }, 'could not send the reply');
+    }
+  }
+
+  private control(verb: 'PING' | 'INFO' | 'STATS'): object {
+    const identity = { name: SERVICE.name, id: this.id, version: PKG_VERSION, metadata: {} };
+    if (verb === 'PING') return { type: 'io.nats.micro.v1.ping_response', ...identity };
+    const endpoints = [...this.stats.values()];
+    if (verb === 'INFO') {
+      return {
+        type: 'io.nats.micro.v1.info_response',
+        ...identity,
+        description: SERVICE.description,
+        endpoints: endpoints.map((e) => ({
+          name: e.name,
+          subject: e.subject,
+          queue_group: e.queue_group,
+          metadata: { description: commands[e.subject.slice(this.prefix.length) as Subject].description },
+        })),
+      };
+    }
+    return {
+      type: 'io.nats.micro.v1.stats_response',
+      ...identity,
+      started: this.started,
+      endpoints: endpoints.map((e) => ({ ...e, data: null })),
+    };
+  }
+
+  /**
+   * Stops taking requests, then waits for the ones in flight (so each still gets its reply).
+   * The connection itself is drained by the caller afterwards.
+   */
+  async stop(timeoutMs: number): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await Promise.allSettled(this.subs.map((s) => s.drain()));
+    const all = Promise.allSettled([...this.inFlight]);
+    const timedOut = await Promise.race([all.then(() => false), delay(timeoutMs).then(() => true)]);
+    if (timedOut) this.log.warn({ in_flight: this.inFlight.size }, 'shutdown: gave up waiting for requests in flight');
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
