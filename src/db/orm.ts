@@ -8,7 +8,7 @@ import { MikroORM, OptimisticLockError, type Options } from '@mikro-orm/core';
 import { Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver, type EntityManager } from '@mikro-orm/postgresql';
 import { PGlite } from '@electric-sql/pglite';
-import { PGliteDriver } from 'mikro-orm-pglite';
+import { SafePGliteDriver } from './pglite.js';
 import type { Logger } from 'pino';
 import type { DatabaseTarget } from '../config.js';
 import { entities } from './entities.js';
@@ -39,7 +39,7 @@ export function ormOptions(target: DatabaseTarget, log?: Logger, pglite?: PGlite
   const instance = pglite ?? openPglite(target.dir);
   return {
     ...common,
-    driver: PGliteDriver,
+    driver: SafePGliteDriver,
     dbName: 'postgres',
     driverOptions: { connection: { pglite: () => instance } },
   } as Options;
