@@ -59,6 +59,9 @@ export interface WaitForOptions {
   message?: string;
 }
 
+/** `T` without the falsy values `waitFor` keeps waiting through. */
+export type Truthy<T> = Exclude<T, undefined | null | false | 0 | ''>;
+
 /**
  * Polls `predicate` until it returns a truthy value without throwing and returns that value.
  * On timeout throws an Error with `message` and the last error or value seen.
@@ -66,14 +69,14 @@ export interface WaitForOptions {
 export async function waitFor<T>(
   predicate: () => T | Promise<T>,
   opts: WaitForOptions = {},
-): Promise<T> {
+): Promise<Truthy<T>> {
   const { timeoutMs = 10_000, intervalMs = 20, message = 'waitFor: condition not met' } = opts;
   const deadline = Date.now() + timeoutMs;
   let last: { error: unknown } | { value: unknown } = { value: undefined };
   for (;;) {
     try {
       const value = await predicate();
-      if (value) return value;
+      if (value) return value as Truthy<T>;
       last = { value };
     } catch (error) {
       last = { error };

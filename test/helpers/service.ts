@@ -90,7 +90,9 @@ export class GatewayClient {
     const c = new GatewayClient(nc, env.prefix, env.stream);
     // Records every broadcast as a Gateway subscribed to `lobby.*.>` would.
     c.sub = nc.subscribe(allBroadcastsFilter(env.prefix), {
-      callback: (_e, m) => c.broadcasts.push(m.json<Envelope>()),
+      callback: (_e, m) => {
+        c.broadcasts.push(m.json<Envelope>());
+      },
     });
     await nc.flush();
     return c;
