@@ -82,7 +82,12 @@ export function envelopeOf(row: LobbyEventRow): Envelope {
  * Publishes rows to `lobby.<lobby_id>.<event>` with `Nats-Msg-Id: <lobby_id>:<id>`, waiting for
  * each ack before the next (per lobby), so the stream holds a lobby's events in id order.
  */
-export function jetStreamDestination(nc: NatsConnection, jsm: JetStreamManager, config: Config['nats']): Destination {
+export function jetStreamDestination(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  config: Config['nats'],
+  log: Logger,
+): Destination {
   const js = jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS });
   const prefix = config.subjectPrefix;
 
@@ -111,13 +116,19 @@ export function jetStreamDestination(nc: NatsConnection, jsm: JetStreamManager, 
       try {
         for (; i < rows.length; i++) {
           const row = rows[i]!;
-          if (Date.now() - row.createdAt.getTime() > VERIFY_AFTER_MS && (await alreadyStored(row))) continue;
+          if (Date.now() - row.createdAt.getTime() > VERIFY_AFTER_MS && (await alreadyStored(row))) {
+            log.info({ lobby_id: row.lobbyId, id: row.id }, 'event already in the stream (published before a restart); not republished');
+            continue;
+          }
           // `msgID` is sent as the `Nats-Msg-Id` header.
-          await js.publish(
+          const ack = await js.publish(
             broadcastSubject(row.lobbyId, row.type as EventName, prefix),
             encoder.encode(JSON.stringify(envelopeOf(row))),
             { msgID: broadcastMsgId(row.lobbyId, row.id), timeout: PUBLISH_TIMEOUT_MS },
           );
+          if (ack.duplicate) {
+            log.info({ lobby_id: row.lobbyId, id: row.id }, 'event was already in the stream (published before a restart); deduplicated');
+          }
         }
         return i;
       } catch (err) {
