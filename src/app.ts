@@ -15,6 +15,7 @@ import { DeadlineScheduler } from './measurement/scheduler.js';
 import { Sessions } from './measurement/sessions.js';
 import { ensureStream, jetStreamDestination } from './outbox/jetstream.js';
 import { OutboxRelay } from './outbox/relay.js';
+import { gatewaySinkDestination } from './outbox/sink.js';
 import { UnitOfWork } from './outbox/unit-of-work.js';
 import { Dispatcher, type HandlerTable } from './transport/dispatch.js';
 import { IdempotencyStore } from './transport/idempotency.js';
@@ -54,13 +55,34 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     const holder = `${process.pid}-${crypto.randomUUID()}`;
     const kickSubject = `${config.nats.subjectPrefix}${InternalSubject.outboxKick}`;
     let relay!: OutboxRelay;
-    const uow = new UnitOfWork(db, () => relay.notify());
-    relay = new OutboxRelay(db, jetStreamDestination(nc, jsm, config.nats), log.child({ component: 'relay' }), {
+    // The v1 Gateway sink (GATEWAY_URL): a second destination of the same outbox, own lease.
+    const sink = config.gatewayUrl
+      ? new OutboxRelay(
+          db,
+          gatewaySinkDestination({ gatewayUrl: config.gatewayUrl, token: config.http.authToken }),
+          log.child({ component: 'sink' }),
+          { holder, onStandbyNotify: () => nc.publish(kickSubject) },
+        )
+      : undefined;
+    const uow = new UnitOfWork(
+      db,
+      () => {
+        relay.notify();
+        sink?.notify();
+      },
+      { sinkEnabled: sink !== undefined },
+    );
+    relay = new OutboxRelay(db, jetStreamDestination(nc, jsm, config.nats, log.child({ component: 'relay' })), log.child({ component: 'relay' }), {
       holder,
       onStandbyNotify: () => nc.publish(kickSubject),
     });
     // Another replica wrote events while this one holds the lease: deliver them now.
-    const kickSub = nc.subscribe(kickSubject, { callback: () => relay.kick() });
+    const kickSub = nc.subscribe(kickSubject, {
+      callback: () => {
+        relay.kick();
+        sink?.kick();
+      },
+    });
 
     const sessions = new Sessions(db, uow, config, log.child({ component: 'sessions' }));
     const scheduler = new DeadlineScheduler(sessions, log.child({ component: 'deadlines' }));
@@ -89,7 +111,10 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     const httpUrl = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`;
 
     service.start();
+    // The server has every endpoint subscription before we call ourselves ready.
+    await nc.flush();
     relay.start();
+    sink?.start();
     scheduler.start();
     const purge = setInterval(() => {
       idempotency
@@ -119,7 +144,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
         await service.stop(config.shutdownTimeoutMs);
         await scheduler.stop();
         await sessions.mailboxes.idle();
-        await relay.stop(config.shutdownTimeoutMs);
+        await Promise.all([relay.stop(config.shutdownTimeoutMs), sink?.stop(config.shutdownTimeoutMs)]);
         kickSub.unsubscribe();
         await nc.drain().catch((err) => log.warn({ err }, 'NATS drain failed'));
         await db.close();

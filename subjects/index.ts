@@ -8,3 +8,4 @@ export * from './commands.js';
 export * from './events.js';
 export * from './headers.js';
 export * from './internal.js';
+export * from './http.js';

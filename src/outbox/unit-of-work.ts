@@ -31,11 +31,20 @@ export interface Tx {
   emit(event: OutboxEvent): void;
 }
 
+export interface UnitOfWorkOptions {
+  /**
+   * Whether the v1 Gateway sink (`GATEWAY_URL`) is on. When it is off, events are written as
+   * already delivered to it, so that a Gateway configured later does not receive old events.
+   */
+  sinkEnabled?: boolean;
+}
+
 export class UnitOfWork {
   constructor(
     private readonly db: Database,
     /** Called after a commit that wrote events (wakes the relays). */
     private readonly onEvents: () => void,
+    private readonly opts: UnitOfWorkOptions = {},
   ) {}
 
   /**
@@ -51,21 +60,24 @@ export class UnitOfWork {
         em,
         emit: (e) => {
           emitted++;
+          const createdAt = new Date();
           em.create(LobbyEventEntity, {
             lobbyId: e.lobbyId,
             sessionId: e.sessionId ?? null,
             type: e.event,
             payload: e.data,
             targets: e.targets,
-            createdAt: new Date(),
+            createdAt,
             publishedAt: null,
-            sinkDeliveredAt: null,
+            sinkDeliveredAt: this.opts.sinkEnabled ? null : createdAt,
           });
         },
       };
       const reply = await fn(tx);
       if (idempotency) {
-        em.create(IdempotencyEntity, { ...idempotency, status: 0, reply, createdAt: new Date() });
+        // Stored as JSON text, not as an object: jsonb reorders keys, and a replay must be
+        // byte-for-byte the first reply.
+        em.create(IdempotencyEntity, { ...idempotency, status: 0, reply: JSON.stringify(reply), createdAt: new Date() });
       }
       return reply;
     });
