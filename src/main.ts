@@ -4,6 +4,7 @@
  */
 import { ConfigError, loadConfig } from './config.js';
 import { startApp } from './app.js';
+import { startDevNatsIfNeeded } from './dev-nats.js';
 import { createLogger } from './log.js';
 
 async function main(): Promise<void> {
@@ -20,6 +21,7 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
 
+  const stopDevNats = await startDevNatsIfNeeded(process.env, log);
   const app = await startApp(config, log);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -28,13 +30,16 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     log.info({ signal }, 'signal received');
-    app.stop().then(
-      () => process.exit(0),
-      (err) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    app
+      .stop()
+      .then(() => stopDevNats?.())
+      .then(
+        () => process.exit(0),
+        (err) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
