@@ -76,6 +76,10 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       holder,
       onStandbyNotify: () => nc.publish(kickSubject),
     });
+    // Back from a NATS outage: publish the backlog now rather than at the end of a back-off.
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === 'reconnect') relay.retryNow();
+    })();
     // Another replica wrote events while this one holds the lease: deliver them now.
     const kickSub = nc.subscribe(kickSubject, {
       callback: () => {

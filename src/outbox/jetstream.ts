@@ -22,13 +22,15 @@ import {
 } from '../../subjects/index.js';
 import type { Config } from '../config.js';
 import type { LobbyEventRow } from '../db/entities.js';
+import { natsConnected } from '../transport/nats.js';
 import { PartialDelivery, type Destination } from './relay.js';
 
 /** JetStream de-duplicates a `Nats-Msg-Id` seen within this window. */
 export const DUPLICATE_WINDOW_MS = 2 * 60_000;
 /** Rows older than this may have been published before a crash, beyond the window's reach. */
 const VERIFY_AFTER_MS = 60_000;
-const PUBLISH_TIMEOUT_MS = 5_000;
+/** A local JetStream acks in milliseconds; a publish lost in a disconnect should not stall long. */
+const PUBLISH_TIMEOUT_MS = 3_000;
 const encoder = new TextEncoder();
 
 /** Creates the stream, or brings an existing one to the configured subjects and limits. */
@@ -112,6 +114,9 @@ export function jetStreamDestination(
     name: `jetstream:${config.stream}`,
     column: 'publishedAt',
     async deliver(rows) {
+      // While disconnected a publish would only wait for its timeout; the relay retries as soon
+      // as the connection is back.
+      if (!natsConnected(nc)) throw new PartialDelivery(0, new Error('NATS is disconnected'));
       let i = 0;
       try {
         for (; i < rows.length; i++) {

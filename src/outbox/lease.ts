@@ -33,6 +33,11 @@ export class Lease {
     return held;
   }
 
+  /** How long this holder may still act on the lease without renewing (0 when not held). */
+  remainingMs(now = Date.now()): number {
+    return Math.max(0, this.heldUntil - now);
+  }
+
   /** Gives the lease up so another replica can take over at once. */
   async release(): Promise<void> {
     this.heldUntil = 0;

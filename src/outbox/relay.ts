@@ -46,6 +46,7 @@ export class OutboxRelay {
   private running = false;
   private loop?: Promise<void>;
   private wake?: () => void;
+  private wakeBackoff?: () => void;
   private kicked = false;
   private failures = 0;
   private leader = false;
@@ -59,7 +60,8 @@ export class OutboxRelay {
     private readonly log: Logger,
     opts: RelayOptions,
   ) {
-    this.opts = { batch: 500, pollMs: 250, leaseMs: 10_000, maxBackoffMs: 5_000, ...opts };
+    // A short lease: after a crash of the relaying replica, another takes over within seconds.
+    this.opts = { batch: 500, pollMs: 250, leaseMs: 5_000, maxBackoffMs: 5_000, ...opts };
     this.lease = new Lease(db, `relay:${dest.name}`, this.opts.holder, this.opts.leaseMs);
   }
 
@@ -77,6 +79,12 @@ export class OutboxRelay {
   kick(): void {
     this.kicked = true;
     this.wake?.();
+  }
+
+  /** Ends a failure back-off at once (the destination is back, e.g. NATS reconnected). */
+  retryNow(): void {
+    this.kicked = true;
+    this.wakeBackoff?.();
   }
 
   /** `kick`, and tell the lease holder if that is another replica. */
@@ -152,6 +160,9 @@ export class OutboxRelay {
   }
 
   private async deliverLobby(events: LobbyEventRow[]): Promise<void> {
+    // Never start delivering on a lease about to lapse: another replica may take it over, and two
+    // relays publishing one lobby at once could interleave its events.
+    if (this.lease.remainingMs() < this.opts.leaseMs / 3) throw new Error('relay lease about to expire; renewing first');
     let done = 0;
     let error: unknown;
     try {
@@ -180,6 +191,7 @@ export class OutboxRelay {
         resolve();
       }
       this.wake = wakeOnKick ? done : () => (this.running ? undefined : done());
+      this.wakeBackoff = done;
     });
   }
 }

@@ -77,6 +77,44 @@ describe('outbox', () => {
     expect(n).toBe(6);
   });
 
+  it('outbox - SIGKILL between a change and its broadcast loses nothing', async () => {
+    const nats = await startPrivateNats();
+    cleanups.push(() => nats.stop());
+    const env = await createTestEnv({ NATS_URL: nats.url });
+    cleanups.push(() => env.db.drop());
+    const client = await GatewayClient.connect(env, nats.url);
+    cleanups.push(() => client.close());
+
+    const svc = await spawnService(env.env);
+    const admin = device('admin');
+    const lobby = await client.call('lobby.create', admin, {});
+    await waitFor(async () => (await unpublished(env)) === 0);
+
+    // With NATS down, changes made through the HTTP shim commit but cannot be broadcast yet.
+    await nats.kill();
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${String(svc.ready.http)}/gateway/handle`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          client: { device_id: device(`g${i}`), connection_id: `c${i}` },
+          message: { event: 'lobby.join', data: { code: lobby.code } },
+        }),
+      });
+      expect(res.status).toBe(200);
+    }
+    expect(await unpublished(env)).toBe(5);
+    svc.kill('SIGKILL');
+    await svc.exited;
+
+    await nats.restart();
+    const again = await spawnService(env.env);
+    await waitFor(async () => (await unpublished(env)) === 0, { timeoutMs: 20_000, message: 'backlog published after restart' });
+    expect(await expectStreamEqualsLog(client, env)).toBe(6);
+    again.kill('SIGTERM');
+    expect(await again.exited).toBe(0);
+  });
+
   it('outbox - SIGKILL under load: after restart the stream holds every logged event once, in id order', async () => {
     const env = await createTestEnv();
     cleanups.push(() => env.db.drop(), () => deleteStream(env));
