@@ -151,6 +151,11 @@ export interface Config {
   shutdownTimeoutMs: number;
 }
 
+/** `scheme://user:secret@host` -> `scheme://user:***@host`, wherever it appears in `text`. */
+export function hideCredentials(text: string): string {
+  return text.replace(/(\/\/[^/@\s:,]*:)[^@\s,]*@/g, '$1***@');
+}
+
 /** Reads the environment; throws `ConfigError` naming the first bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const present = Object.fromEntries(
@@ -163,7 +168,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const issue = parsed.error.issues[0]!;
     const name = String(issue.path[0] ?? 'environment');
     const raw = env[name];
-    const shown = name.includes('TOKEN') || name.includes('PASSWORD') || raw === undefined ? '' : ` (got "${raw}")`;
+    const secret = name.includes('TOKEN') || name.includes('PASSWORD') || raw === undefined;
+    const shown = secret ? '' : ` (got "${hideCredentials(raw)}")`;
     throw new ConfigError(`invalid configuration: ${name} ${issue.message}${shown}`);
   }
   const e = parsed.data;
