@@ -38,6 +38,8 @@ interface Loaded {
 }
 
 const CODE_ATTEMPTS = 8;
+/** Largest `lobby.events` page in bytes: well inside NATS' default 1 MiB max_payload. */
+const EVENTS_PAGE_MAX_BYTES = 512 * 1024;
 
 export function createLobbyHandlers(deps: LobbyDeps) {
   const { db, uow, config, joinGuard, sessions } = deps;
@@ -362,10 +364,17 @@ export function createLobbyHandlers(deps: LobbyDeps) {
           { lobbyId: lobby.id, id: { $gt: req.after_id ?? 0 } },
           { orderBy: { id: 'asc' }, limit: req.limit ?? EVENTS_PAGE.default },
         );
-        return {
-          lobby_id: lobby.id,
-          events: rows.map((e) => ({ id: e.id, type: e.type, payload: e.payload, created_at: e.createdAt.toISOString() })),
-        };
+        // Stop the page before it outgrows one NATS message (each event carries a whole lobby,
+        // room included); the caller pages on with `after_id`. At least one event per page.
+        const events: ReplyOf<'lobby.events'>['events'] = [];
+        let bytes = 0;
+        for (const e of rows) {
+          const event = { id: e.id, type: e.type, payload: e.payload, created_at: e.createdAt.toISOString() };
+          bytes += Buffer.byteLength(JSON.stringify(event));
+          if (events.length > 0 && bytes > EVENTS_PAGE_MAX_BYTES) break;
+          events.push(event);
+        }
+        return { lobby_id: lobby.id, events };
       });
     },
 

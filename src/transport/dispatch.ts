@@ -43,6 +43,9 @@ export function issuesOf(error: z.ZodError): Issue[] {
   return error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
 }
 
+/** A problem with the body as a whole: `invalid_request` with one issue at the empty path. */
+const badBody = (message: string) => fail.invalid(message, [{ path: '', message }]);
+
 function decode(body: Uint8Array | string): unknown {
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
   if (size > MAX_BODY_BYTES) {
@@ -54,17 +57,17 @@ function decode(body: Uint8Array | string): unknown {
   try {
     text = typeof body === 'string' ? body : decoder.decode(body);
   } catch {
-    throw fail.invalid('request body is not UTF-8');
+    throw badBody('request body is not UTF-8');
   }
   if (text.trim() === '') return {};
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch {
-    throw fail.invalid('request body is not JSON');
+    throw badBody('request body is not JSON');
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw fail.invalid('request body must be a JSON object');
+    throw badBody('request body must be a JSON object');
   }
   return data;
 }

@@ -45,8 +45,10 @@ export class IdempotencyStore {
         ),
       };
     }
-    if (row.status === 0) return { ok: true, reply: row.reply };
-    const { error } = row.reply as ErrorBody;
+    // Replies are stored as JSON text (key order kept); rows written before that hold objects.
+    const stored: unknown = typeof row.reply === 'string' ? JSON.parse(row.reply) : row.reply;
+    if (row.status === 0) return { ok: true, reply: stored };
+    const { error } = stored as ErrorBody;
     return { ok: false, error: new ServiceError(error.code, error.message, error.details) };
   }
 
@@ -58,7 +60,7 @@ export class IdempotencyStore {
         em.create(IdempotencyEntity, {
           ...spec,
           status: err.status,
-          reply: toWire(err).body,
+          reply: JSON.stringify(toWire(err).body),
           createdAt: new Date(),
         });
       });

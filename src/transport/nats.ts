@@ -18,7 +18,7 @@ import {
 import type { Logger } from 'pino';
 import { Header, SERVICE, commands, subjectNames, type Subject } from '../../subjects/index.js';
 import type { Config } from '../config.js';
-import { toWire } from '../errors.js';
+import { ServiceError, toWire } from '../errors.js';
 import type { Dispatcher } from './dispatch.js';
 
 /** Whether each connection currently has a server (tracked from its status events). */
@@ -165,11 +165,25 @@ export class NatsService {
           st.last_error = `${outcome.error.code}: ${outcome.error.message}`;
         }
         hdrs.set(Header.serviceErrorCode, String(wire.status));
-        hdrs.set(Header.serviceError, outcome.error.message);
+        // Header values may not contain line breaks (a message can quote user input).
+        hdrs.set(Header.serviceError, outcome.error.message.replace(/[\r\n]+/g, ' '));
         msg.respond(encoder.encode(JSON.stringify(wire.body)), { headers: hdrs });
       }
     } catch (err) {
+      // E.g. a reply over the server's max_payload: answer `internal` instead of a silent timeout.
       this.log.error({ err, subject }, 'could not send the reply');
+      st.num_errors++;
+      st.last_error = 'internal: could not send the reply';
+      try {
+        const fallback = toWire(new ServiceError('internal', 'internal error'));
+        const eh = natsHeaders();
+        if (requestId) eh.set(Header.requestId, requestId);
+        eh.set(Header.serviceErrorCode, String(fallback.status));
+        eh.set(Header.serviceError, fallback.body.error.message);
+        msg.respond(encoder.encode(JSON.stringify(fallback.body)), { headers: eh });
+      } catch (again) {
+        this.log.error({ err: again, subject }, 'could not send the fallback reply');
+      }
     }
   }
 
