@@ -14,7 +14,8 @@ import type { Dispatcher } from '../transport/dispatch.js';
 import { registerAuth } from './auth.js';
 import { handleError, logRefusal, sendError, toServiceError } from './errors.js';
 import { registerGatewayRoute } from './gateway.js';
-import { echoRequestId, readJsonBody, requestIdOf } from './inbound.js';
+import { decodeBody } from '../transport/dispatch.js';
+import { echoRequestId, requestIdOf } from './inbound.js';
 import { openApiDocument } from './openapi.js';
 import { registerV1Routes } from './v1.js';
 
@@ -67,11 +68,11 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   });
   registerAuth(app, config.http.authToken, log);
 
-  // Every body is read as JSON, whatever its Content-Type.
+  // Every body is read as JSON, whatever its Content-Type, decoded exactly as a NATS payload is.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_BODY_BYTES }, (_req, body, done) => {
     try {
-      done(null, readJsonBody(body as Buffer));
+      done(null, decodeBody(body as Buffer));
     } catch (err) {
       done(err as Error, undefined);
     }

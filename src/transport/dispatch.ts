@@ -46,7 +46,11 @@ export function issuesOf(error: z.ZodError): Issue[] {
 /** A problem with the body as a whole: `invalid_request` with one issue at the empty path. */
 const badBody = (message: string) => fail.invalid(message, [{ path: '', message }]);
 
-function decode(body: Uint8Array | string): unknown {
+/**
+ * A request body (NATS payload or HTTP body) -> its JSON object: at most 256 KiB of UTF-8 JSON,
+ * an object, empty meaning `{}`. Refusals are `payload_too_large` / `invalid_request`.
+ */
+export function decodeBody(body: Uint8Array | string): Record<string, unknown> {
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
   if (size > MAX_BODY_BYTES) {
     throw new ServiceError('payload_too_large', `request body is over ${MAX_BODY_BYTES} bytes`, {
@@ -69,7 +73,7 @@ function decode(body: Uint8Array | string): unknown {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw badBody('request body must be a JSON object');
   }
-  return data;
+  return data as Record<string, unknown>;
 }
 
 function bodyText(body: Uint8Array | string): string {
@@ -129,7 +133,7 @@ export class Dispatcher {
   private prepare(inb: Inbound, log: Logger): { ctx: CommandContext; req: unknown } {
     const handler = this.handlerOf(inb.subject);
     if (!handler) throw new ServiceError('internal', `no handler for ${inb.subject}`);
-    const data = decode(inb.body);
+    const data = decodeBody(inb.body);
     if (inb.deviceId === undefined || inb.deviceId === '') {
       throw fail.invalid('the Device-Id header is required');
     }
