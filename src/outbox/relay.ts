@@ -173,7 +173,8 @@ export class OutboxRelay {
     }
     if (done > 0) {
       const ids = events.slice(0, done).map((e) => e.id);
-      await this.db.transaction((em) =>
+      // One autocommit statement: no transaction round trips on the hot path.
+      await this.db.read((em) =>
         em.nativeUpdate(LobbyEventEntity, { id: { $in: ids } }, { [this.dest.column]: new Date() }),
       );
       this.delivered += done;
