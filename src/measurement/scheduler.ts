@@ -14,7 +14,10 @@ export class DeadlineScheduler {
   private loop?: Promise<void>;
   private timer?: NodeJS.Timeout;
   private wakeNow?: () => void;
+  private wakeAt?: (at: number) => void;
   private nextAt = Infinity;
+  /** The earliest wake time nudged while a scan was running (no sleep to re-arm). */
+  private pendingAt = Infinity;
   /** Ticks that changed a session (fired deadlines), since start. */
   fired = 0;
 
@@ -33,9 +36,15 @@ export class DeadlineScheduler {
     this.loop = this.run();
   }
 
-  /** A session now wakes at `at`: re-arm if that is sooner than the current sleep. */
+  /**
+   * A session now wakes at `at`: re-arm the sleep to end then if that is sooner. Not "wake
+   * now": the nudge comes from inside the transaction that sets `at`, so a scan started now
+   * could miss the uncommitted wake time and sleep a whole poll past the deadline.
+   */
   nudge(at: number): void {
-    if (at < this.nextAt) this.wakeNow?.();
+    if (at >= this.nextAt) return;
+    if (this.wakeAt) this.wakeAt(at);
+    else this.pendingAt = Math.min(this.pendingAt, at);
   }
 
   async stop(): Promise<void> {
@@ -68,16 +77,23 @@ export class DeadlineScheduler {
   }
 
   private sleep(ms: number): Promise<void> {
-    this.nextAt = Date.now() + ms;
+    this.nextAt = Math.min(Date.now() + ms, this.pendingAt);
+    this.pendingAt = Infinity;
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(this.timer);
         this.wakeNow = undefined;
+        this.wakeAt = undefined;
         this.nextAt = Infinity;
         resolve();
       };
-      this.timer = setTimeout(done, ms);
+      this.timer = setTimeout(done, Math.max(0, this.nextAt - Date.now()));
       this.wakeNow = done;
+      this.wakeAt = (at) => {
+        clearTimeout(this.timer);
+        this.nextAt = at;
+        this.timer = setTimeout(done, Math.max(0, at - Date.now()));
+      };
     });
   }
 }
