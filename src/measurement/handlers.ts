@@ -12,7 +12,7 @@ import type { CommandContext } from '../transport/context.js';
 import type { Handler } from '../transport/dispatch.js';
 import type { Step } from './model.js';
 import type { Sessions } from './sessions.js';
-import { createSession, statusOf } from './transition.js';
+import { createSession, sessionDevices, statusOf } from './transition.js';
 
 export interface MeasurementDeps {
   uow: UnitOfWork;
@@ -93,6 +93,13 @@ export function createMeasurementHandlers({ uow, config, sessions }: Measurement
           },
         );
         const s = result.session;
+        // A listed device the Gateway reported disconnected (and not back since) counts as
+        // disconnected from now on: presence is reported on change only, so the session would
+        // otherwise wait for a whole phase deadline instead of the grace period.
+        const listed = new Set(sessionDevices(s));
+        for (const p of view.participants) {
+          if (!p.connected && listed.has(p.device_id)) s.disconnected[p.device_id] = now;
+        }
         const row = tx.em.create(SessionEntity, {
           id: s.session_id,
           lobbyId: s.lobby_id,
