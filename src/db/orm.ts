@@ -51,6 +51,23 @@ function openPglite(dir: string | null): PGlite {
   return new PGlite(dir);
 }
 
+/** Key of the advisory lock that lets one replica at a time migrate (any constant will do). */
+const MIGRATION_LOCK = 74_316_001;
+
+/**
+ * Runs pending migrations. On PostgreSQL, replicas starting together take turns: an advisory
+ * lock is held (in a transaction of its own) while the migrator runs on other connections, so
+ * the second replica finds the schema up to date. The embedded database has one process only.
+ */
+async function migrate(orm: MikroORM, target: DatabaseTarget) {
+  const migrator = orm.getMigrator();
+  if (target.kind !== 'postgresql') return migrator.up();
+  return (orm.em.fork() as Em).transactional(async (em) => {
+    await em.execute('select pg_advisory_xact_lock(?)', [MIGRATION_LOCK]);
+    return migrator.up();
+  });
+}
+
 /** SQLSTATEs worth one more try: serialization failure, deadlock. */
 const RETRYABLE = new Set(['40001', '40P01']);
 
@@ -72,7 +89,7 @@ export class Database {
     const pglite = target.kind === 'embedded' ? openPglite(target.dir) : undefined;
     try {
       const orm = await MikroORM.init(ormOptions(target, log, pglite));
-      const applied = await orm.getMigrator().up();
+      const applied = await migrate(orm, target);
       if (applied.length) log.info({ migrations: applied.map((m) => m.name) }, 'database migrated');
       return new Database(orm, target, pglite);
     } catch (err) {
