@@ -98,7 +98,11 @@ export function currentSpeaker(session: Session): Slot {
   return slot;
 }
 
-/** Every device of the session, speakers then microphones, in list order: the broadcast audience. */
+/**
+ * Every device of the session, speakers then microphones, in list order: the audience of the
+ * "(all session devices)" broadcasts (`start_measurement`, `phase_update`). The "(all)"
+ * broadcasts go to the lobby's joined devices instead (`StepContext.lobby_device_ids`).
+ */
 export function sessionDevices(session: Session): string[] {
   return [...session.speakers, ...session.microphones].map((s) => s.device_id);
 }
@@ -234,17 +238,23 @@ export class Draft {
   readonly s: Session;
   readonly out: Broadcast[] = [];
   lobby: LobbyEffect | undefined;
+  readonly now: number;
+  private readonly lobbyDevices: readonly string[];
 
-  constructor(
-    base: Session,
-    readonly now: number,
-  ) {
+  constructor(base: Session, ctx: Pick<StepContext, 'now' | 'lobby_device_ids'>) {
+    this.now = ctx.now;
+    this.lobbyDevices = [...ctx.lobby_device_ids];
     this.s = structuredClone(base);
-    this.s.updated_at = now;
+    this.s.updated_at = ctx.now;
   }
 
-  /** Send to every session device. */
-  toAll<E extends EventName>(event: E, data: EventData<E>): void {
+  /** The "(all)" audience: the lobby's joined devices, in join order (a fresh array). */
+  everyone(): string[] {
+    return [...this.lobbyDevices];
+  }
+
+  /** Send to every session device ("(all session devices)"). */
+  toSessionDevices<E extends EventName>(event: E, data: EventData<E>): void {
     this.out.push(broadcast(event, data, sessionDevices(this.s)));
   }
 
@@ -257,7 +267,7 @@ export class Draft {
     this.s.phase = phase;
     this.s.phase_deadline_at = isActive(phase) ? this.now + this.s.timeouts[PHASE_TIMEOUT[phase]] : null;
     this.out.push(trigger);
-    this.toAll('measurement.phase_update', {
+    this.toSessionDevices('measurement.phase_update', {
       session_id: this.s.session_id,
       job_id: this.s.job_id,
       phase,
@@ -279,7 +289,7 @@ export class Draft {
       phase: failedPhase,
     };
     if (missing) data.missing_device_ids = missing;
-    this.enter('failed', broadcast('measurement.error', data, sessionDevices(this.s)));
+    this.enter('failed', broadcast('measurement.error', data, this.everyone()));
   }
 
   /** Cancel the session; `freeLobby` hands the lobby back (`open`, no active session). */
@@ -287,7 +297,7 @@ export class Draft {
     this.s.state = 'cancelled';
     this.enter(
       'cancelled',
-      broadcast('measurement.session_cancelled', { session_id: this.s.session_id, reason }, sessionDevices(this.s)),
+      broadcast('measurement.session_cancelled', { session_id: this.s.session_id, reason }, this.everyone()),
     );
     if (freeLobby) this.lobby = { state: 'open', active_session_id: null };
   }
@@ -386,7 +396,7 @@ function completeSpeaker(d: Draft): void {
         remaining_speakers: remaining,
         recordings: recordings.map((r) => ({ ...r })),
       },
-      sessionDevices(s),
+      d.everyone(),
     ),
   );
   if (remaining > 0) return;
@@ -402,7 +412,7 @@ function completeSpeaker(d: Draft): void {
         recordings: s.recordings.map((r) => ({ ...r })),
         audio_hash: s.audio_hash,
       },
-      sessionDevices(s),
+      d.everyone(),
     ),
   );
   d.lobby = { state: 'open', active_session_id: null };

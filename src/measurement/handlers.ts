@@ -5,6 +5,7 @@
 import type { ReplyOf, RequestOf, Subject } from '../../subjects/index.js';
 import type { Config } from '../config.js';
 import { SessionEntity } from '../db/entities.js';
+import { joinedDeviceIds } from '../lobby/rules.js';
 import { loadParticipants, lockLobby } from '../lobby/store.js';
 import { toLobby } from '../lobby/view.js';
 import type { UnitOfWork } from '../outbox/unit-of-work.js';
@@ -81,7 +82,7 @@ export function createMeasurementHandlers({ uow, config, sessions }: Measurement
           { ...req, session_id: crypto.randomUUID(), device_id: ctx.deviceId },
           view,
           {
-            ...sessions.stepContext(lobby, now),
+            ...sessions.stepContext(lobby, joinedDeviceIds(members), now),
             defaults: {
               ready_ms: m.readyMs,
               audio_ms: m.audioMs,

@@ -65,11 +65,17 @@ export interface Session {
   updated_at: number;
 }
 
-/** The context a step is decided in: the clock, the lobby's admin, and service settings. */
+/** The context a step is decided in: the clock, the lobby's admin and members, and service settings. */
 export interface StepContext {
   now: number;
   /** The lobby's current admin. */
   admin_device_id: string;
+  /**
+   * The lobby's joined devices (not left, not kicked), in join order, at the time of the step:
+   * the audience of the "(all)" broadcasts (`speaker_complete`, `session_complete`,
+   * `session_cancelled`, `error`, `analysis_results`), which reach the admin and bystanders too.
+   */
+  lobby_device_ids: string[];
   /** Base of `audio_url` and `upload_endpoint` (no trailing slash). */
   public_base_url: string;
   /** How long a disconnected device that the cycle needs is waited for. */

@@ -25,7 +25,8 @@ import { sessionDevices, transition, wakeAt } from './transition.js';
 
 interface Loaded {
   lobby: LobbyRow;
-  members?: ParticipantRow[];
+  /** Every participant row of the lobby (kicked ones included), in join order. */
+  members: ParticipantRow[];
 }
 
 export class Sessions implements SessionHooks {
@@ -40,10 +41,12 @@ export class Sessions implements SessionHooks {
     private readonly log: Logger,
   ) {}
 
-  stepContext(lobby: LobbyRow, now = Date.now()): StepContext {
+  /** `lobbyDeviceIds`: the lobby's joined devices in join order (`joinedDeviceIds(members)`). */
+  stepContext(lobby: LobbyRow, lobbyDeviceIds: string[], now = Date.now()): StepContext {
     return {
       now,
       admin_device_id: lobby.adminDeviceId,
+      lobby_device_ids: lobbyDeviceIds,
       public_base_url: this.config.http.publicBaseUrl,
       presence_grace_ms: this.config.measurement.presenceGraceMs,
     };
@@ -63,9 +66,10 @@ export class Sessions implements SessionHooks {
     return this.mailboxes.send(sessionId, () =>
       this.uow.run(async (tx) => {
         const lobbyId = await lobbyOf(tx.em, sessionId);
-        const loaded: Loaded = { lobby: await lockLobby(tx.em, lobbyId) };
+        const lobby = await lockLobby(tx.em, lobbyId);
+        const loaded: Loaded = { lobby, members: await loadParticipants(tx.em, lobbyId) };
         const row = await tx.em.findOneOrFail(SessionEntity, { id: sessionId });
-        const result = transition(row.doc, step, this.stepContext(loaded.lobby));
+        const result = transition(row.doc, step, this.stepContext(lobby, joinedDeviceIds(loaded.members)));
         await this.persist(tx, loaded, row, result);
         return shape({
           ok: true,
@@ -98,7 +102,7 @@ export class Sessions implements SessionHooks {
       if (lobby.state !== 'closed') lobby.state = result.lobby.state;
       lobby.activeSessionId = result.lobby.active_session_id;
       lobby.updatedAt = new Date();
-      const members = (loaded.members ??= await loadParticipants(tx.em, lobby.id));
+      const { members } = loaded;
       tx.emit({
         lobbyId: lobby.id,
         event: 'lobby.updated',
@@ -126,12 +130,12 @@ export class Sessions implements SessionHooks {
 
   async applyToActive(
     tx: Tx,
-    loaded: { lobby: LobbyRow; members: ParticipantRow[] },
+    loaded: Loaded,
     step: Extract<Step, { kind: 'participant_left' | 'presence' | 'lobby_closed' }>,
   ): Promise<void> {
     const row = await this.active(tx.em, loaded.lobby);
     if (!row) return;
-    const result = transition(row.doc, step, this.stepContext(loaded.lobby));
+    const result = transition(row.doc, step, this.stepContext(loaded.lobby, joinedDeviceIds(loaded.members)));
     // Closing the lobby sets its state itself; the session's "back to open" does not apply.
     await this.persist(tx, loaded, row, result, step.kind !== 'lobby_closed');
   }

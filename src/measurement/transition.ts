@@ -229,7 +229,7 @@ export function transition(session: Session, step: Step, ctx: StepContext): Tran
       return tick(session, ctx);
     case 'participant_left': {
       if (!neededDevices(session).includes(step.device_id)) return unchanged(session, 'not_required');
-      const d = new Draft(session, ctx.now);
+      const d = new Draft(session, ctx);
       d.failCycle(SessionFailure.participant_left, `device ${step.device_id} left the lobby`, null, [step.device_id]);
       return d.result();
     }
@@ -237,7 +237,7 @@ export function transition(session: Session, step: Step, ctx: StepContext): Tran
       return presence(session, step, ctx);
     case 'lobby_closed': {
       if (isFinished(session)) return unchanged(session, 'not_required');
-      const d = new Draft(session, ctx.now);
+      const d = new Draft(session, ctx);
       // No lobby effect: the lobby is being closed, and `open` would reopen it. The closing
       // handler sets the lobby `closed` with no active session itself.
       d.cancel(step.reason, false);
@@ -257,7 +257,7 @@ function adminStep(session: Session, step: AdminStep, ctx: StepContext): Transit
       // Cancelling twice is answered like the first time (v1 compatibility).
       if (session.state === 'cancelled') return unchanged(session, 'duplicate');
       if (session.state === 'completed') throw sessionFinished(session);
-      const d = new Draft(session, ctx.now);
+      const d = new Draft(session, ctx);
       d.cancel(step.reason ?? 'cancelled by admin', true);
       return d.result();
     }
@@ -268,7 +268,9 @@ function adminStep(session: Session, step: AdminStep, ctx: StepContext): Transit
         ]);
       }
       const { session_id, job_id } = session;
-      const b = broadcast('measurement.analysis_results', { session_id, job_id, results: step.results }, sessionDevices(session));
+      const b = broadcast('measurement.analysis_results', { session_id, job_id, results: step.results }, [
+        ...ctx.lobby_device_ids,
+      ]);
       return { session, broadcasts: [b], status: 'accepted' };
     }
   }
@@ -278,7 +280,7 @@ function startSpeaker(session: Session, ctx: StepContext): TransitionResult {
   if (isFinished(session)) throw sessionFinished(session);
   // A cycle is running: a repeated start (double tap, retried request) must not restart it.
   if (isActive(session.phase)) return unchanged(session, 'duplicate');
-  const d = new Draft(session, ctx.now);
+  const d = new Draft(session, ctx);
   const s = d.s;
   if (s.phase === 'idle') {
     s.current_speaker_index = 0;
@@ -311,7 +313,11 @@ function startSpeaker(session: Session, ctx: StepContext): TransitionResult {
   return d.result();
 }
 
-/** Whether this device already did this step in the current cycle (then it is a duplicate). */
+/**
+ * Whether this device already did this step in the current (or, on a finished session, the
+ * last) cycle: then it is a duplicate. Speaker steps are only ever taken from the current
+ * speaker; `deviceStep` answers other speakers `not_required` before asking (see `didItself`).
+ */
 function alreadyDone(session: Session, step: DeviceStep): boolean {
   const { cycle } = session;
   switch (step.kind) {
@@ -330,6 +336,17 @@ function alreadyDone(session: Session, step: DeviceStep): boolean {
   }
 }
 
+/**
+ * `alreadyDone`, and by this very device: on a finished session a retried step (its reply was
+ * lost) is a duplicate only when it comes from the device that took it. `error` never is.
+ */
+function didItself(session: Session, step: DeviceStep): boolean {
+  if (step.kind === 'error') return false;
+  const bySpeaker = step.kind === 'speaker_audio_ready' || step.kind === 'playback_complete';
+  if (bySpeaker && step.device_id !== currentSpeaker(session).device_id) return false;
+  return alreadyDone(session, step);
+}
+
 /** The one phase that accepts each progress step (`error` is accepted in every active phase). */
 const ACCEPTED_IN: Record<Exclude<DeviceStep['kind'], 'error'>, Phase> = {
   ready: 'waiting_ready',
@@ -343,7 +360,11 @@ function deviceStep(session: Session, step: DeviceStep, ctx: StepContext): Trans
   const subject = STEP_SUBJECT[step.kind];
   const role = roleIn(session, step.device_id);
   if (role === null) throw fail.forbidden(`device ${step.device_id} is not part of this session`);
-  if (isFinished(session)) throw sessionFinished(session);
+  if (isFinished(session)) {
+    // A retry of a step whose reply was lost (e.g. the final upload) is still a duplicate.
+    if (didItself(session, step)) return unchanged(session, 'duplicate');
+    throw sessionFinished(session);
+  }
   const sender = SENT_BY[step.kind];
   if (sender !== 'any' && sender !== role) throw fail.forbidden(`a ${role} does not send ${subject}`);
   if (session.phase === 'idle') throw wrongPhase(session, subject);
@@ -354,7 +375,7 @@ function deviceStep(session: Session, step: DeviceStep, ctx: StepContext): Trans
   const accepted = step.kind === 'error' ? isActive(session.phase) : session.phase === ACCEPTED_IN[step.kind];
   if (!accepted) throw wrongPhase(session, subject);
 
-  const d = new Draft(session, ctx.now);
+  const d = new Draft(session, ctx);
   advance(d, step, ctx);
   return d.result();
 }
@@ -371,7 +392,7 @@ function tick(session: Session, ctx: StepContext): TransitionResult {
   const gone = expiredDisconnects(session, ctx.now, ctx.presence_grace_ms);
   if (timedOut && (gone.since === null || deadline < gone.since)) {
     const missing = missingDevices(session);
-    const d = new Draft(session, ctx.now);
+    const d = new Draft(session, ctx);
     d.failCycle(
       SessionFailure.timeout,
       `phase ${session.phase} timed out waiting for ${missing.join(', ') || 'nothing'}`,
@@ -381,7 +402,7 @@ function tick(session: Session, ctx: StepContext): TransitionResult {
     return d.result();
   }
   if (gone.devices.length > 0) {
-    const d = new Draft(session, ctx.now);
+    const d = new Draft(session, ctx);
     d.failCycle(SessionFailure.device_disconnected, `device ${gone.devices.join(', ')} disconnected`, null, gone.devices);
     return d.result();
   }
@@ -395,7 +416,7 @@ function presence(session: Session, step: Extract<Step, { kind: 'presence' }>, c
   // A repeated "down" keeps the first time: the grace period runs from the first report.
   const changes = step.connected ? known : !known;
   if (!changes) return unchanged(session, 'not_required');
-  const d = new Draft(session, ctx.now);
+  const d = new Draft(session, ctx);
   if (step.connected) delete d.s.disconnected[step.device_id];
   else d.s.disconnected[step.device_id] = ctx.now;
   return d.result();

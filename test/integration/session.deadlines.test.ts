@@ -11,7 +11,6 @@ import {
   cycleSteps,
   loggedEvents,
   micIds,
-  sessionDevices,
   setupLobby,
   step,
   type LobbySetup,
@@ -83,7 +82,8 @@ describe('session deadlines', () => {
           phase: k.phase,
           missing_device_ids: k.missing(L),
         });
-        expect(err!.targets.device_ids).toEqual(sessionDevices(L));
+        // "(all)": every joined device of the lobby, the admin included.
+        expect(err!.targets.device_ids).toEqual(L.joined);
         const failed = await c.call('measurement.session_status', L.admin, { session_id: S });
         expect(failed).toMatchObject({ state: 'running', phase: 'failed', deadline_at: null });
         const firedAt = Date.parse(failed.updated_at);
@@ -136,6 +136,9 @@ describe('session deadlines', () => {
       missing_device_ids: [mic],
     });
     expect(events[2]!.payload).toMatchObject({ type: 'participant_left', device_id: mic });
+    // "(all)" means the lobby's joined devices at the time: the two that left are no longer among them.
+    const [core] = await c.waitFor(L.lobbyId, 'measurement.error');
+    expect(core!.targets.device_ids).toEqual(L.joined.filter((d) => d !== mic && d !== L.speakers[1]!.device_id));
     await onlyError(L);
   });
 

@@ -44,8 +44,11 @@ afterAll(async () => {
 describe('session flow', () => {
   it('session - 2 speakers and 3 microphones run to session_complete, every broadcast to its targets in order', async () => {
     const c = h.client;
-    const L = await setupLobby(c, { speakers: 2, microphones: 3 });
+    // The admin and a guest are joined but no session devices: they get the "(all)" events only.
+    const L = await setupLobby(c, { speakers: 2, microphones: 3, extras: 1 });
     const all = sessionDevices(L);
+    const everyone = L.joined;
+    expect(everyone).toEqual([L.admin, ...all, L.extras[0]]);
     const mics = micIds(L);
     const JOB = 'job-flow-1';
     const baseline = await lastEventId(c, L);
@@ -180,7 +183,7 @@ describe('session flow', () => {
         upload_endpoint: `${BASE}/v1/jobs/${JOB}/uploads/`,
       });
       phase('uploading', i, i);
-      push('measurement.speaker_complete', all, {
+      push('measurement.speaker_complete', everyone, {
         session_id: S,
         completed_speaker_slot_id: spk.slot_id,
         remaining_speakers: 1 - i,
@@ -188,7 +191,7 @@ describe('session flow', () => {
       });
       phase('speaker_complete', i, i + 1);
     }
-    push('measurement.session_complete', all, {
+    push('measurement.session_complete', everyone, {
       session_id: S,
       job_id: JOB,
       completed_speakers: ['S1', 'S2'],
@@ -197,7 +200,7 @@ describe('session flow', () => {
     });
     phase('completed', 1, 2);
     push('lobby.updated', L.joined, { type: 'state_changed', state: 'open', active_session_id: null });
-    push('measurement.analysis_results', all, { session_id: S, job_id: JOB, results });
+    push('measurement.analysis_results', everyone, { session_id: S, job_id: JOB, results });
 
     const got = await waitFor(() => {
       const b = c.of(L.lobbyId).filter((e) => e.id > baseline);

@@ -99,16 +99,17 @@ describe('session rules', () => {
     const c = h.client;
     const L = await setupLobby(c, { speakers: 2, microphones: 2 });
     const S = await createSession(c, L);
-    const replies = await runCycle(c, L, S, 0, { copies: 3 });
-    const statuses = new Map<string, string[]>();
-    for (const r of replies) {
-      const id = `${r.subject}:${r.device}`;
-      statuses.set(id, [...(statuses.get(id) ?? []), r.reply.status]);
+    // Copies of the session's very last upload may arrive after it completed: duplicates too.
+    for (const i of [0, 1]) {
+      const replies = await runCycle(c, L, S, i, { copies: 3 });
+      const statuses = new Map<string, string[]>();
+      for (const r of replies) {
+        const id = `${r.subject}:${r.device}`;
+        statuses.set(id, [...(statuses.get(id) ?? []), r.reply.status]);
+      }
+      expect(statuses.size).toBe(10);
+      for (const [what, s] of statuses) expect(s.sort(), `cycle ${i}: ${what}`).toEqual(['accepted', 'duplicate', 'duplicate']);
     }
-    expect(statuses.size).toBe(10);
-    for (const [what, s] of statuses) expect(s.sort(), what).toEqual(['accepted', 'duplicate', 'duplicate']);
-    // (Copies of the session's very last step would get session_finished, so cycle 2 runs plainly.)
-    await runCycle(c, L, S, 1);
     const types = (await loggedEvents(c, L)).map((e) => e.type);
     for (const t of TRIGGERS) expect(types.filter((x) => x === t), t).toHaveLength(2);
     expect(types.filter((x) => x === 'measurement.session_complete')).toHaveLength(1);
@@ -192,7 +193,8 @@ describe('session rules', () => {
     });
     expect(events[1]!.payload).toMatchObject({ phase: 'failed' });
     const core = await c.waitFor(L.lobbyId, 'measurement.error');
-    expect(core[0]!.targets.device_ids).toEqual(sessionDevices(L));
+    // "(all)": every joined device of the lobby, the admin (no session device here) included.
+    expect(core[0]!.targets.device_ids).toEqual(L.joined);
     // A second report of the same failure is a duplicate.
     expect(await c.call('measurement.error', m1!, { session_id: S, error_message: 'me too' })).toMatchObject({ status: 'duplicate' });
 
@@ -240,16 +242,19 @@ describe('session rules', () => {
 
   it('session - steps after completion reply session_finished', async () => {
     const c = h.client;
-    const L = await setupLobby(c, { speakers: 1, microphones: 1 });
+    const L = await setupLobby(c, { speakers: 2, microphones: 1 });
     const S = await createSession(c, L);
     await runCycle(c, L, S, 0);
-    const [spk, mic] = sessionDevices(L);
+    await runCycle(c, L, S, 1);
+    const [spk1, , mic] = sessionDevices(L);
     const before = await snapshot(c, L, S);
+    // Steps no device took in the last cycle (a retry of one that was taken is a duplicate, below).
     const cases: Array<[Subject, string, Record<string, unknown>]> = [
       ['measurement.start_speaker', L.admin, {}],
       ['measurement.cancel_session', L.admin, {}],
-      ['measurement.ready', spk!, {}],
-      ['measurement.recording_uploaded', mic!, { upload_name: 'late.wav' }],
+      ['measurement.ready', spk1!, {}], // the first speaker's cycle is not the last one
+      ['measurement.playback_complete', spk1!, {}],
+      ['measurement.speaker_audio_ready', mic!, {}],
       ['measurement.error', mic!, { error_message: 'late' }],
     ];
     for (const [subject, who, data] of cases) {
@@ -257,6 +262,70 @@ describe('session rules', () => {
       expect(e.details, subject).toEqual({ state: 'completed' });
     }
     expect(await snapshot(c, L, S)).toEqual(before);
+  });
+
+  it('session - a retried final upload after completion replies duplicate', async () => {
+    const c = h.client;
+    const L = await setupLobby(c, { speakers: 1, microphones: 2 });
+    const S = await createSession(c, L);
+    const spk = L.speakers[0]!.device_id;
+    const groups = cycleSteps(L, S, 0);
+    for (const g of groups.slice(0, 5)) for (const s of g) await step(c, s);
+    const [first, last] = groups[5]!;
+    await step(c, first!);
+    // The final upload completes the session; say its reply is lost and the microphone retries
+    // it without an Idempotency-Key.
+    const done = await step(c, last!);
+    expect(done.reply).toMatchObject({ status: 'accepted', state: 'completed', phase: 'completed' });
+    const before = await snapshot(c, L, S);
+    expect(await c.call(last!.subject, last!.device, last!.data)).toEqual({ ...done.reply, status: 'duplicate' });
+    // So is any step a device took in that last cycle, by that device.
+    expect(await c.call(first!.subject, first!.device, first!.data)).toMatchObject({ status: 'duplicate', state: 'completed' });
+    expect(await c.call('measurement.playback_complete', spk, { session_id: S })).toMatchObject({ status: 'duplicate' });
+    expect(await c.call('measurement.recording_started', last!.device, { session_id: S })).toMatchObject({ status: 'duplicate' });
+    // Nothing changed, nothing was broadcast: the session completed once.
+    expect(await snapshot(c, L, S)).toEqual(before);
+    const logged = await loggedEvents(c, L);
+    expect(logged.filter((e) => e.type === 'measurement.session_complete')).toHaveLength(1);
+    // A report of an error is not a retry: still session_finished.
+    const late = await c.send('measurement.error', last!.device, { session_id: S, error_message: 'late' });
+    expect(expectError(late, 'session_finished').details).toEqual({ state: 'completed' });
+    expect(await snapshot(c, L, S)).toEqual(before);
+  });
+
+  it('session - the admin who is not a session device receives speaker_complete and measurement.error', async () => {
+    const c = h.client;
+    const L = await setupLobby(c, { speakers: 2, microphones: 2, extras: 1 });
+    const S = await createSession(c, L);
+    const devices = sessionDevices(L);
+    expect(devices).not.toContain(L.admin);
+    await runCycle(c, L, S, 0);
+    // The admin learns that the speaker completed, so it can start the next one.
+    const [completed] = await c.waitFor(L.lobbyId, 'measurement.speaker_complete');
+    expect(completed!.targets.device_ids).toEqual(L.joined);
+    expect(completed!.data).toMatchObject({ session_id: S, completed_speaker_slot_id: 'S1', remaining_speakers: 1 });
+    await c.call('measurement.start_speaker', L.admin, { session_id: S });
+    const spk2 = L.speakers[1]!.device_id;
+    await c.call('measurement.error', spk2, { session_id: S, error_message: 'no audio output', error_code: 'audio_output' });
+    // ... and that the cycle failed, so it can retry or cancel.
+    const [failed] = await c.waitFor(L.lobbyId, 'measurement.error');
+    expect(failed!.targets.device_ids).toEqual(L.joined);
+    expect(failed!.data).toMatchObject({ error_device_id: spk2, error_code: 'audio_output', phase: 'waiting_ready' });
+    await c.call('measurement.cancel_session', L.admin, { session_id: S });
+    const [cancelled] = await c.waitFor(L.lobbyId, 'measurement.session_cancelled');
+    expect(cancelled!.targets.device_ids).toEqual(L.joined);
+    // "(all session devices)" broadcasts and the triggers still reach session devices only:
+    // 6 phase updates in cycle 1, then waiting_ready, failed, cancelled.
+    const updates = await c.waitFor(L.lobbyId, 'measurement.phase_update', 9);
+    for (const e of [...updates, ...c.of(L.lobbyId, 'measurement.start_measurement')]) {
+      expect(e.targets.device_ids, e.event).toEqual(devices);
+    }
+    const toAdmin = c.of(L.lobbyId).filter((e) => e.event.startsWith('measurement.') && e.targets.device_ids.includes(L.admin));
+    expect(toAdmin.map((e) => e.event)).toEqual([
+      'measurement.speaker_complete',
+      'measurement.error',
+      'measurement.session_cancelled',
+    ]);
   });
 
   it('session - kicking or re-roling a device of a running session is refused with session_active', async () => {

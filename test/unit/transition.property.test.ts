@@ -45,6 +45,14 @@ const PHASE_TRIGGER: Partial<Record<string, EventName>> = {
   completed: 'measurement.session_complete',
   cancelled: 'measurement.session_cancelled',
 };
+/** The "(all)" events: to exactly the lobby's joined devices (`ctx.lobby_device_ids`). */
+const TO_LOBBY = new Set<EventName>([
+  'measurement.speaker_complete',
+  'measurement.session_complete',
+  'measurement.session_cancelled',
+  'measurement.error',
+  'measurement.analysis_results',
+]);
 const DEVICE_STEPS = new Set(['ready', 'speaker_audio_ready', 'recording_started', 'playback_complete', 'recording_uploaded', 'error']);
 const ADMIN_STEPS = new Set(['start_speaker', 'cancel', 'broadcast_results']);
 const REFUSALS = new Set(['forbidden', 'session_finished', 'wrong_phase', 'invalid_request']);
@@ -54,6 +62,8 @@ interface Setup {
   nMic: number;
   /** The admin is a separate phone, or also speaker 0. */
   adminIsSpeaker: boolean;
+  /** Joined devices without a role (neither admin nor session device). */
+  bystanders: number;
   grace: number;
   timeouts: { ready_ms: number; audio_ms: number; recording_start_ms: number; playback_ms: number; upload_ms: number };
 }
@@ -67,6 +77,7 @@ const setupArb: fc.Arbitrary<Setup> = fc.record({
   nSpk: fc.integer({ min: 1, max: 3 }),
   nMic: fc.integer({ min: 1, max: 4 }),
   adminIsSpeaker: fc.boolean(),
+  bystanders: fc.integer({ min: 0, max: 2 }),
   grace: fc.integer({ min: 0, max: 20_000 }),
   timeouts: fc.record({
     ready_ms: timeoutMs,
@@ -77,10 +88,20 @@ const setupArb: fc.Arbitrary<Setup> = fc.record({
   }),
 });
 
+const bystanders = (setup: Setup) => Array.from({ length: setup.bystanders }, (_, i) => `bystander-${i}`);
+
+/** The lobby's joined devices in join order: the admin, the session devices, the bystanders. */
+function lobbyDevices(setup: Setup): string[] {
+  const speakers = Array.from({ length: setup.nSpk }, (_, i) => `spk-${i}`);
+  const mics = Array.from({ length: setup.nMic }, (_, i) => `mic-${i}`);
+  return [...new Set([setup.adminIsSpeaker ? 'spk-0' : 'admin', ...speakers, ...mics, ...bystanders(setup)])];
+}
+
 function ctxOf(setup: Setup, now: number): CreateContext {
   return {
     now,
     admin_device_id: setup.adminIsSpeaker ? 'spk-0' : 'admin',
+    lobby_device_ids: lobbyDevices(setup),
     public_base_url: 'https://lobby.example.test',
     presence_grace_ms: setup.grace,
     defaults: { ready_ms: 30_000, audio_ms: 60_000, recording_start_ms: 15_000, playback_grace_ms: 30_000, upload_ms: 120_000 },
@@ -103,6 +124,7 @@ function newSession(setup: Setup): Session {
         ...speakers.map((s) => ({ device_id: s.device_id, role: 'speaker' as const, status: 'joined' as const })),
         ...microphones.map((s) => ({ device_id: s.device_id, role: 'microphone' as const, status: 'joined' as const })),
         { device_id: 'admin', role: 'none', status: 'joined' },
+        ...bystanders(setup).map((d) => ({ device_id: d, role: 'none' as const, status: 'joined' as const })),
       ],
     },
     ctx,
@@ -168,8 +190,8 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { arbitrary: fc.record({ c: fc.constant('replay' as const), back: fc.nat(), dt }), weight: 9 },
 );
 
-function actors(s: Session, admin: string): string[] {
-  return [...sessionDevices(s), admin, OUTSIDER];
+function actors(s: Session, admin: string, setup: Setup): string[] {
+  return [...sessionDevices(s), admin, ...bystanders(setup), OUTSIDER];
 }
 
 /** The next step the session waits for: the admin's start, or the step of a missing device. */
@@ -192,8 +214,8 @@ function neededStep(s: Session, pick: number, admin: string): Step {
   }
 }
 
-function resolve(cmd: Cmd, s: Session, admin: string, history: Step[]): Step {
-  const all = actors(s, admin);
+function resolve(cmd: Cmd, s: Session, admin: string, history: Step[], setup: Setup): Step {
+  const all = actors(s, admin, setup);
   const at = (i: number) => (i < 0 ? admin : (all[i % all.length] ?? OUTSIDER));
   switch (cmd.c) {
     case 'helpful':
@@ -245,11 +267,13 @@ class Oracle {
     const devices = sessionDevices(prev);
     const key = `${s.current_speaker_index}:${s.attempt}`;
 
-    // Broadcasts: schema, audience, phase_update right after each trigger.
+    // Broadcasts: schema, audience, phase_update right after each trigger. "(all)" events go to
+    // exactly the lobby's joined devices, in join order; every other one to session devices only.
     r.broadcasts.forEach((b, i) => {
       events[b.event].parse(b.data);
       expect(b.targets.length).toBeGreaterThan(0);
-      for (const t of b.targets) expect(devices).toContain(t);
+      if (TO_LOBBY.has(b.event)) expect(b.targets, b.event).toEqual(ctx.lobby_device_ids);
+      else for (const t of b.targets) expect(devices, b.event).toContain(t);
       if (b.event !== 'measurement.phase_update' && b.event !== 'measurement.analysis_results') {
         expect(r.broadcasts[i + 1]?.event).toBe('measurement.phase_update');
       }
@@ -333,6 +357,12 @@ class Oracle {
     }
   }
 
+  /** Whether this device step was accepted from this device in the session's current (last) cycle. */
+  didInCycle(s: Session, step: Step): boolean {
+    if (!(step.kind in ACCEPTED_IN) || !('device_id' in step)) return false;
+    return this.taken.has(`${s.current_speaker_index}:${s.attempt}|${step.device_id}|${step.kind}`);
+  }
+
   private setOf(m: Map<string, Set<string>>, key: string): Set<string> {
     const set = m.get(key) ?? new Set<string>();
     m.set(key, set);
@@ -340,12 +370,15 @@ class Oracle {
   }
 }
 
-/** Refusals that follow from the step alone: who sent it, and whether the session is finished. */
-function expectedRefusal(s: Session, step: Step, admin: string): string | null {
+/**
+ * Refusals that follow from the step alone: who sent it, and whether the session is finished
+ * (on a finished session, a device step its device took in the last cycle is a duplicate).
+ */
+function expectedRefusal(s: Session, step: Step, admin: string, oracle: Oracle): string | null {
   const finished = s.state === 'completed' || s.state === 'cancelled';
   if (DEVICE_STEPS.has(step.kind) && 'device_id' in step) {
     if (!sessionDevices(s).includes(step.device_id)) return 'forbidden';
-    return finished ? 'session_finished' : null;
+    return finished && !oracle.didInCycle(s, step) ? 'session_finished' : null;
   }
   if (ADMIN_STEPS.has(step.kind) && 'device_id' in step) {
     if (step.device_id !== admin) return 'forbidden';
@@ -383,10 +416,13 @@ describe('transition - properties', () => {
           if ((s.state === 'completed' || s.state === 'cancelled') && ++afterEnd > 20) break;
           now += cmd.dt;
           const ctx = ctxOf(setup, now);
-          const step = resolve(cmd, s, admin, history);
+          const step = resolve(cmd, s, admin, history, setup);
           const before = structuredClone(s);
           const wake = wakeAt(s, ctx);
-          const mustRefuse = expectedRefusal(s, step, admin);
+          const mustRefuse = expectedRefusal(s, step, admin, oracle);
+          const finished = s.state === 'completed' || s.state === 'cancelled';
+          // A device step its device already took in the last cycle of a finished session is a retry.
+          const mustDuplicate = finished && DEVICE_STEPS.has(step.kind) && oracle.didInCycle(s, step);
           let r: TransitionResult;
           try {
             r = transition(s, step, ctx);
@@ -394,6 +430,7 @@ describe('transition - properties', () => {
           } catch (err) {
             // A refusal: a contract error, and the session is untouched.
             if (!(err instanceof ServiceError)) throw err;
+            expect(mustDuplicate, `${step.kind} retried after the end: ${err.code}`).toBe(false);
             expect(REFUSALS.has(err.code), err.code).toBe(true);
             if (mustRefuse) expect(err.code).toBe(mustRefuse);
             if (err.code === 'wrong_phase') expect(err.details?.phase).toBe(s.phase);
@@ -401,6 +438,8 @@ describe('transition - properties', () => {
             continue;
           }
           expect(s).toEqual(before);
+          // A device step that a finished session does not refuse is a retry: a duplicate.
+          if (finished && DEVICE_STEPS.has(step.kind)) expect(r.status, `${step.kind} after the end`).toBe('duplicate');
           if (step.kind === 'tick') {
             expect(r.status === 'accepted').toBe(wake !== null && now >= wake);
           }

@@ -22,10 +22,18 @@ const T0 = Date.UTC(2026, 0, 1);
 const BASE = 'https://lobby.example.test';
 const DEFAULTS = { ready_ms: 30_000, audio_ms: 60_000, recording_start_ms: 15_000, playback_grace_ms: 30_000, upload_ms: 120_000 };
 
+/**
+ * The lobby's joined devices in join order (the "(all)" audience): the admin, who is no session
+ * device, a bystander without a role, and the session devices, joined in an order unlike the
+ * session lists. Devices a smaller session does not list are bystanders too.
+ */
+const JOINED = [ADMIN, 'mic-1', 'spk-0', 'bystander', 'mic-0', 'spk-1', 'mic-2', 'spk-2', 'mic-3'];
+
 function ctx(now = T0): CreateContext {
   return {
     now,
     admin_device_id: ADMIN,
+    lobby_device_ids: [...JOINED],
     public_base_url: BASE,
     presence_grace_ms: 10_000,
     defaults: DEFAULTS,
@@ -106,6 +114,14 @@ function refusal(f: () => unknown): ServiceError {
 }
 
 const names = (bs: { event: EventName }[]) => bs.map((b) => b.event);
+/** The "(all)" events: they go to the lobby's joined devices, not only the session devices. */
+const TO_LOBBY = new Set<EventName>([
+  'measurement.speaker_complete',
+  'measurement.session_complete',
+  'measurement.session_cancelled',
+  'measurement.error',
+  'measurement.analysis_results',
+]);
 const phasesOf = (bs: TransitionResult['broadcasts']) =>
   bs.filter((b) => b.event === 'measurement.phase_update').map((b) => b.data.phase);
 
@@ -366,7 +382,8 @@ describe('transition - cycle', () => {
       remaining_speakers: 1,
       recordings: session.recordings,
     });
-    expect(all[0]?.targets).toEqual(sessionDevices(session));
+    expect(all[0]?.targets).toEqual(JOINED);
+    expect(all[1]?.targets).toEqual(sessionDevices(session));
     expect(all[1]?.data).toMatchObject({ phase: 'speaker_complete', completed_speakers: 1 });
     expect(session.recordings[0]).toEqual({
       speaker_slot_id: 'S0',
@@ -415,7 +432,11 @@ describe('transition - cycle', () => {
     });
     expect(last.broadcasts[0]?.data).toMatchObject({ completed_speaker_slot_id: 'S1', remaining_speakers: 0 });
     expect((last.broadcasts[0]?.data.recordings as unknown[]).length).toBe(3);
-    for (const b of all) expect(b.targets.every((t) => sessionDevices(session).includes(t))).toBe(true);
+    for (const b of all) {
+      if (TO_LOBBY.has(b.event)) expect(b.targets, b.event).toEqual(JOINED);
+      else expect(b.targets.every((t) => sessionDevices(session).includes(t)), b.event).toBe(true);
+    }
+    expect(last.broadcasts.map((b) => b.targets)).toEqual([JOINED, sessionDevices(session), JOINED, sessionDevices(session)]);
   });
 
   it('transition - start_speaker after speaker_complete starts the next speaker with a fresh cycle', () => {
@@ -445,12 +466,44 @@ describe('transition - refusals', () => {
     expect(e.code).toBe('session_finished');
     expect(e.details).toEqual({ state: 'cancelled' });
     const done = run(make(1, 1), cycleSteps(0, 1)).session;
-    expect(refusal(() => apply(done, uploaded('mic-0'))).details).toEqual({ state: 'completed' });
+    const other = run(make(2, 1), [...cycleSteps(0, 1), ...cycleSteps(1, 1)]).session;
+    // spk-0's steps belong to an earlier cycle, not the last one.
+    expect(refusal(() => apply(other, ready('spk-0'))).details).toEqual({ state: 'completed' });
+    expect(refusal(() => apply(other, played('spk-0'))).details).toEqual({ state: 'completed' });
     expect(refusal(() => apply(done, start)).code).toBe('session_finished');
     expect(refusal(() => apply(done, { kind: 'cancel', device_id: ADMIN })).code).toBe('session_finished');
     expect(refusal(() => apply(done, { kind: 'error', device_id: 'mic-0', error_message: 'x' })).code).toBe('session_finished');
     // session_finished comes before the list check.
     expect(refusal(() => apply(done, audio('mic-0'))).code).toBe('session_finished');
+  });
+
+  it('transition - a step its device already did in the last cycle is a duplicate on a finished session', () => {
+    // The final upload's reply was lost and the microphone retries it (no Idempotency-Key).
+    const done = run(make(2, 2), [...cycleSteps(0, 2), ...cycleSteps(1, 2)]).session;
+    expect(done.state).toBe('completed');
+    expect(apply(done, uploaded('mic-1', 'spk-1-mic-1.wav'), T0 + 99)).toEqual({ session: done, broadcasts: [], status: 'duplicate' });
+    // Every step of the last cycle, by the device that took it (the upload name is not compared).
+    for (const st of [uploaded('mic-0', 'other.wav'), recStarted('mic-1'), ready('mic-0'), ready('spk-1'), audio('spk-1'), played('spk-1')]) {
+      expect(apply(done, st).status, `${st.kind} from ${'device_id' in st ? st.device_id : ''}`).toBe('duplicate');
+    }
+    // Anything else stays session_finished: an earlier cycle's speaker, the wrong list, errors.
+    for (const st of [ready('spk-0'), audio('spk-0'), played('spk-0'), audio('mic-0'), played('mic-1')]) {
+      expect(refusal(() => apply(done, st)).details).toEqual({ state: 'completed' });
+    }
+    expect(refusal(() => apply(done, { kind: 'error', device_id: 'spk-1', error_message: 'late' })).code).toBe('session_finished');
+
+    // Cancelled mid-upload: what was done in that cycle is a duplicate, what was not is finished.
+    const mid = run(make(1, 2), [...cycleSteps(0, 2, 'played'), uploaded('mic-0')]).session;
+    const cancelled = apply(mid, { kind: 'cancel', device_id: ADMIN }).session;
+    expect(apply(cancelled, uploaded('mic-0'))).toEqual({ session: cancelled, broadcasts: [], status: 'duplicate' });
+    expect(apply(cancelled, played('spk-0')).status).toBe('duplicate');
+    expect(refusal(() => apply(cancelled, uploaded('mic-1'))).details).toEqual({ state: 'cancelled' });
+    expect(refusal(() => apply(cancelled, { kind: 'error', device_id: 'mic-0', error_message: 'x' })).code).toBe('session_finished');
+    // Cancelled before any start: nothing was done.
+    const never = apply(make(), { kind: 'cancel', device_id: ADMIN }).session;
+    expect(refusal(() => apply(never, ready('spk-0'))).code).toBe('session_finished');
+    // Outsiders are still forbidden first.
+    expect(refusal(() => apply(done, uploaded('bystander'))).code).toBe('forbidden');
   });
 
   it('transition - a step from the wrong list is forbidden', () => {
@@ -524,7 +577,8 @@ describe('transition - cancel, results and errors', () => {
     expect(r.session).toMatchObject({ state: 'cancelled', phase: 'cancelled', phase_deadline_at: null, updated_at: T0 + 8 });
     expect(names(r.broadcasts)).toEqual(['measurement.session_cancelled', 'measurement.phase_update']);
     expect(r.broadcasts[0]?.data).toEqual({ session_id: 'sess/1 ä', reason: 'cancelled by admin' });
-    expect(r.broadcasts[0]?.targets).toEqual(sessionDevices(r.session));
+    expect(r.broadcasts[0]?.targets).toEqual(JOINED);
+    expect(r.broadcasts[1]?.targets).toEqual(sessionDevices(r.session));
     expect(r.broadcasts[1]?.data).toMatchObject({ phase: 'cancelled' });
     expect(r.lobby).toEqual({ state: 'open', active_session_id: null });
     const idle = apply(make(), { kind: 'cancel', device_id: ADMIN, reason: 'room too loud' });
@@ -542,12 +596,13 @@ describe('transition - cancel, results and errors', () => {
     expect(r.session).toMatchObject({ state: 'cancelled', phase: 'cancelled', phase_deadline_at: null });
     expect(names(r.broadcasts)).toEqual(['measurement.session_cancelled', 'measurement.phase_update']);
     expect(r.broadcasts[0]?.data).toEqual({ session_id: 'sess/1 ä', reason: 'lobby closed' });
+    expect(r.broadcasts.map((b) => b.targets)).toEqual([JOINED, sessionDevices(r.session)]);
     // The lobby is closing: no effect that would set it back to open.
     expect(r.lobby).toBeUndefined();
     expect(apply(r.session, { kind: 'lobby_closed', reason: 'again' })).toEqual({ session: r.session, broadcasts: [], status: 'not_required' });
   });
 
-  it('transition - broadcast_results goes to every device, even after completion', () => {
+  it('transition - broadcast_results goes to every joined device of the lobby, even after completion', () => {
     const done = run(make(1, 2), cycleSteps(0, 2)).session;
     const r = apply(done, { kind: 'broadcast_results', device_id: ADMIN, job_id: 'job 7/x', results: { rt60: 0.4 } }, T0 + 1e6);
     expect(r.status).toBe('accepted');
@@ -556,7 +611,7 @@ describe('transition - cancel, results and errors', () => {
       {
         event: 'measurement.analysis_results',
         data: { session_id: 'sess/1 ä', job_id: 'job 7/x', results: { rt60: 0.4 } },
-        targets: ['spk-0', 'mic-0', 'mic-1'],
+        targets: JOINED,
       },
     ]);
   });
@@ -579,7 +634,8 @@ describe('transition - cancel, results and errors', () => {
       error_code: 'device_error',
       phase: 'starting_recording',
     });
-    expect(r.broadcasts[0]?.targets).toEqual(sessionDevices(s));
+    expect(r.broadcasts[0]?.targets).toEqual(JOINED);
+    expect(r.broadcasts[1]?.targets).toEqual(sessionDevices(s));
     expect(r.broadcasts[1]?.data).toMatchObject({ phase: 'failed' });
     const custom = apply(s, { kind: 'error', device_id: 'spk-0', error_message: 'x', error_code: 'audio_decode' });
     expect(custom.broadcasts[0]?.data.error_code).toBe('audio_decode');
@@ -630,6 +686,7 @@ describe('transition - deadlines and presence', () => {
       missing_device_ids: ['spk-0', 'mic-0', 'mic-2'],
     });
     expect(phasesOf(r.broadcasts)).toEqual(['failed']);
+    expect(r.broadcasts.map((b) => b.targets)).toEqual([JOINED, sessionDevices(s)]);
     expect(apply(r.session, { kind: 'tick' }, T0 + 1e9).status).toBe('not_required');
   });
 
@@ -698,9 +755,46 @@ describe('transition - deadlines and presence', () => {
       phase: 'uploading',
       missing_device_ids: ['mic-1'],
     });
+    expect(r.broadcasts[0]?.targets).toEqual(JOINED);
     expect(apply(s, { kind: 'participant_left', device_id: 'spk-1' }).status).toBe('not_required');
     expect(apply(make(), { kind: 'participant_left', device_id: 'mic-1' }).status).toBe('not_required');
     expect(apply(r.session, { kind: 'participant_left', device_id: 'mic-0' }).status).toBe('not_required');
+  });
+});
+
+// ---- audiences ------------------------------------------------------------------------------
+
+describe('transition - audiences', () => {
+  it('transition - "(all)" events go to the lobby\'s joined devices at the time of the step, in join order', () => {
+    const s = run(make(1, 1), cycleSteps(0, 1, 'played')).session;
+    // Since the session started, the bystander left and a newcomer joined.
+    const now = [ADMIN, 'newcomer', 'mic-0', 'spk-0'];
+    const r = transition(deepFreeze(s), uploaded('mic-0'), { ...ctx(T0 + 5), lobby_device_ids: now });
+    expect(r.broadcasts.map((b) => [b.event, b.targets])).toEqual([
+      ['measurement.speaker_complete', now],
+      ['measurement.phase_update', ['spk-0', 'mic-0']],
+      ['measurement.session_complete', now],
+      ['measurement.phase_update', ['spk-0', 'mic-0']],
+    ]);
+    // Every broadcast owns its targets (none is the context's array or another broadcast's).
+    expect(r.broadcasts[0]?.targets).not.toBe(now);
+    expect(r.broadcasts[0]?.targets).not.toBe(r.broadcasts[2]?.targets);
+    const results = transition(r.session, { kind: 'broadcast_results', device_id: ADMIN, job_id: 'job 7/x', results: {} }, {
+      ...ctx(),
+      lobby_device_ids: now,
+    });
+    expect(results.broadcasts[0]?.targets).toEqual(now);
+    expect(results.broadcasts[0]?.targets).not.toBe(now);
+  });
+
+  it('transition - the admin who is no session device gets the "(all)" events only', () => {
+    const { all } = run(make(), [...cycleSteps(0, 3), start, { kind: 'error', device_id: 'mic-2', error_message: 'x' }]);
+    const events = (d: string) => all.filter((b) => b.targets.includes(d)).map((b) => b.event);
+    const expected = ['measurement.speaker_complete', 'measurement.error'];
+    expect(events(ADMIN)).toEqual(expected);
+    expect(events('bystander')).toEqual(expected);
+    expect(events('mic-0')).toContain('measurement.phase_update');
+    expect(all.filter((b) => TO_LOBBY.has(b.event)).map((b) => b.targets)).toEqual([JOINED, JOINED]);
   });
 });
 
