@@ -21,6 +21,7 @@ export function createLogger(level: LevelWithSilent, destination?: pino.Destinat
       // Errors are logged with their stack in the log only, never in a reply.
       serializers: { err: pino.stdSerializers.err },
     },
-    destination,
+    // Asynchronous writes keep logging off the request path; pino flushes them on exit.
+    destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }
