@@ -6,7 +6,8 @@
  *   - many sessions side by side.
  * Database: DATABASE_URL (a PostgreSQL database to use; its tables are created) or the embedded
  * database in memory. NATS: NATS_URL or nats://127.0.0.1:4222.
- * Knobs: BENCH_JOINS (default 2000), BENCH_CONCURRENCY (50), BENCH_SESSIONS (20).
+ * Knobs: BENCH_JOINS (default 2000), BENCH_CONCURRENCY (50), BENCH_SESSIONS (20),
+ * BENCH_LOBBY_SIZE (guests per lobby, 8; at most 63).
  */
 import { randomBytes } from 'node:crypto';
 import { connect } from '@nats-io/transport-node';
@@ -29,6 +30,8 @@ const env = {
   RATE_LIMIT_BURST: '1000000',
   MAX_PARTICIPANTS: '64',
 };
+/** Guests per lobby: every lobby.updated carries the whole lobby, so size drives the cost. */
+const LOBBY_SIZE = Number(process.env.BENCH_LOBBY_SIZE ?? 8);
 const JOINS = Number(process.env.BENCH_JOINS ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 20);
@@ -52,9 +55,9 @@ function pct(sorted: number[], p: number): number {
 }
 
 async function benchJoins(): Promise<void> {
-  // Lobbies of 64 (63 guests each); consecutive joins go to different lobbies, like real traffic.
+  // Lobbies of LOBBY_SIZE guests; consecutive joins go to different lobbies, like real traffic.
   const lobbies: string[] = [];
-  for (let i = 0; i < Math.ceil(JOINS / 63); i++) lobbies.push((await call('lobby.create', `admin-${i}`, {})).code);
+  for (let i = 0; i < Math.ceil(JOINS / LOBBY_SIZE); i++) lobbies.push((await call('lobby.create', `admin-${i}`, {})).code);
   const latencies: number[] = [];
   let next = 0;
   const t0 = performance.now();
@@ -70,7 +73,7 @@ async function benchJoins(): Promise<void> {
   const secs = (performance.now() - t0) / 1000;
   latencies.sort((a, b) => a - b);
   console.log(
-    `lobby.join: ${JOINS} joins, concurrency ${CONCURRENCY}: ${(JOINS / secs).toFixed(0)} joins/s; ` +
+    `lobby.join: ${JOINS} joins into lobbies of ${LOBBY_SIZE + 1}, concurrency ${CONCURRENCY}: ${(JOINS / secs).toFixed(0)} joins/s; ` +
       `latency p50 ${pct(latencies, 50).toFixed(1)} ms, p95 ${pct(latencies, 95).toFixed(1)} ms, p99 ${pct(latencies, 99).toFixed(1)} ms`,
   );
 }
