@@ -88,7 +88,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       },
     });
 
-    const sessions = new Sessions(db, uow, config, log.child({ component: 'sessions' }));
+    const sessions = new Sessions(db, uow, config);
     const scheduler = new DeadlineScheduler(sessions, log.child({ component: 'deadlines' }));
     const handlers: HandlerTable = {
       ...createLobbyHandlers({ db, uow, config, sessions, joinGuard: new JoinGuard(config.limits.joinFailuresPerMinute) }),

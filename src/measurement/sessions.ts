@@ -7,7 +7,6 @@
  * additionally guarantees that two replicas can never both apply a transition to the same
  * version (a conflict reruns the step on fresh state).
  */
-import type { Logger } from 'pino';
 import type { StepReply } from '../../subjects/index.js';
 import type { Config } from '../config.js';
 import { SessionEntity, type LobbyRow, type ParticipantRow, type SessionRow } from '../db/entities.js';
@@ -38,7 +37,6 @@ export class Sessions implements SessionHooks {
     private readonly db: Database,
     private readonly uow: UnitOfWork,
     private readonly config: Config,
-    private readonly log: Logger,
   ) {}
 
   /** `lobbyDeviceIds`: the lobby's joined devices in join order (`joinedDeviceIds(members)`). */

@@ -1,0 +1,160 @@
+/**
+ * What a lobby is doing and shares: start, close, room snapshot, wizard step, profile, roles,
+ * and the event log (CONTRACT section 3, "Lobby"). Writers lock the lobby row first.
+ */
+import { EVENTS_PAGE, type ReplyOf, type RequestOf } from '../../subjects/index.js';
+import { LobbyEventEntity, ParticipantEntity } from '../db/entities.js';
+import { ServiceError, fail } from '../errors.js';
+import type { CommandContext } from '../transport/context.js';
+import { slotHolder } from './rules.js';
+import { findLobby } from './store.js';
+import { others, type LobbyDeps, type LobbyOps } from './ops.js';
+
+/** Largest `lobby.events` page in bytes: well inside NATS' default 1 MiB max_payload. */
+const EVENTS_PAGE_MAX_BYTES = 512 * 1024;
+
+export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
+  const { db, uow } = deps;
+  const { locked, updated, requireAdmin, requireNotClosed, joinedTarget, touch, close, adminChange, requireNotInSession } = ops;
+
+  return {
+    async 'lobby.start'(req: RequestOf<'lobby.start'>, ctx: CommandContext): Promise<ReplyOf<'lobby.start'>> {
+      return uow.run(async (tx) => {
+        const loaded = await locked(tx, req.lobby_id);
+        const { lobby } = loaded;
+        requireAdmin(lobby, ctx);
+        if (lobby.state !== 'open') {
+          throw new ServiceError('lobby_not_open', `the lobby is ${lobby.state}`, { state: lobby.state });
+        }
+        lobby.state = 'measurement_running';
+        touch(lobby);
+        updated(tx, loaded, 'measurement_started', { device_id: ctx.deviceId });
+        return { ok: true as const, state: lobby.state };
+      }, ctx.idempotency);
+    },
+
+
+    async 'lobby.close'(req: RequestOf<'lobby.close'>, ctx: CommandContext): Promise<ReplyOf<'lobby.close'>> {
+      return uow.run(async (tx) => {
+        const loaded = await locked(tx, req.lobby_id);
+        requireAdmin(loaded.lobby, ctx);
+        if (loaded.lobby.state !== 'closed') await close(tx, loaded, 'closed by the admin');
+        return { ok: true as const, state: 'closed' as const };
+      }, ctx.idempotency);
+    },
+
+
+    async 'lobby.room_snapshot'(
+      req: RequestOf<'lobby.room_snapshot'>,
+      ctx: CommandContext,
+    ): Promise<ReplyOf<'lobby.room_snapshot'>> {
+      return uow.run(async (tx) => {
+        const loaded = await adminChange(tx, req.lobby_id, ctx);
+        loaded.lobby.room = req.room;
+        tx.emit({
+          lobbyId: loaded.lobby.id,
+          event: 'lobby.room_snapshot',
+          data: { lobby_id: loaded.lobby.id, room: req.room, source_device_id: ctx.deviceId, shared_at: new Date().toISOString() },
+          targets: others(loaded, ctx.deviceId),
+        });
+        return { ok: true as const };
+      }, ctx.idempotency);
+    },
+
+
+    async 'lobby.step_update'(
+      req: RequestOf<'lobby.step_update'>,
+      ctx: CommandContext,
+    ): Promise<ReplyOf<'lobby.step_update'>> {
+      return uow.run(async (tx) => {
+        const loaded = await adminChange(tx, req.lobby_id, ctx);
+        loaded.lobby.stepIndex = req.step_index;
+        tx.emit({
+          lobbyId: loaded.lobby.id,
+          event: 'lobby.step_update',
+          data: { lobby_id: loaded.lobby.id, step_index: req.step_index, source_device_id: ctx.deviceId },
+          targets: others(loaded, ctx.deviceId),
+        });
+        return { ok: true as const, step_index: req.step_index };
+      }, ctx.idempotency);
+    },
+
+
+    async 'lobby.profile_update'(
+      req: RequestOf<'lobby.profile_update'>,
+      ctx: CommandContext,
+    ): Promise<ReplyOf<'lobby.profile_update'>> {
+      return uow.run(async (tx) => {
+        const loaded = await adminChange(tx, req.lobby_id, ctx);
+        loaded.lobby.profileId = req.profile_id;
+        tx.emit({
+          lobbyId: loaded.lobby.id,
+          event: 'lobby.profile_update',
+          data: { lobby_id: loaded.lobby.id, profile_id: req.profile_id, source_device_id: ctx.deviceId },
+          targets: others(loaded, ctx.deviceId),
+        });
+        return { ok: true as const, profile_id: req.profile_id };
+      }, ctx.idempotency);
+    },
+
+
+    async 'role.assign'(req: RequestOf<'role.assign'>, ctx: CommandContext): Promise<ReplyOf<'role.assign'>> {
+      return uow.run(async (tx) => {
+        const loaded = await locked(tx, req.lobby_id);
+        const { lobby, members } = loaded;
+        requireAdmin(lobby, ctx);
+        requireNotClosed(lobby);
+        const target = joinedTarget(loaded, req.target_device_id);
+        await requireNotInSession(tx, loaded, target.deviceId, 're-roled');
+        const slotId = req.role === 'none' ? null : (req.role_slot_id ?? null);
+        const slotLabel = req.role === 'none' ? null : (req.role_slot_label ?? null);
+        const holder = slotHolder(members, req.role, slotId, target.deviceId);
+        if (holder) {
+          throw new ServiceError('slot_taken', `slot ${slotId} is already held by another ${req.role}`, {
+            role: req.role,
+            role_slot_id: slotId,
+            device_id: holder.deviceId,
+          });
+        }
+        target.role = req.role;
+        target.roleSlotId = slotId;
+        target.roleSlotLabel = slotLabel;
+        touch(lobby);
+        updated(tx, loaded, 'role_assigned', {
+          target_device_id: target.deviceId,
+          role: req.role,
+          role_slot_id: slotId,
+          role_slot_label: slotLabel,
+        });
+        return { ok: true as const };
+      }, ctx.idempotency);
+    },
+
+    async 'lobby.events'(req: RequestOf<'lobby.events'>, ctx: CommandContext): Promise<ReplyOf<'lobby.events'>> {
+      return db.read(async (em) => {
+        const lobby = await findLobby(em, req.lobby_id);
+        if (!ctx.trusted) {
+          const me = await em.findOne(ParticipantEntity, { lobbyId: lobby.id, deviceId: ctx.deviceId });
+          if (!me || me.kicked) throw fail.forbidden('only members of the lobby may read its events');
+        }
+        const rows = await em.find(
+          LobbyEventEntity,
+          { lobbyId: lobby.id, id: { $gt: req.after_id ?? 0 } },
+          { orderBy: { id: 'asc' }, limit: req.limit ?? EVENTS_PAGE.default },
+        );
+        // Stop the page before it outgrows one NATS message (each event carries a whole lobby,
+        // room included); the caller pages on with `after_id`. At least one event per page.
+        const events: ReplyOf<'lobby.events'>['events'] = [];
+        let bytes = 0;
+        for (const e of rows) {
+          const event = { id: e.id, type: e.type, payload: e.payload, created_at: e.createdAt.toISOString() };
+          bytes += Buffer.byteLength(JSON.stringify(event));
+          if (events.length > 0 && bytes > EVENTS_PAGE_MAX_BYTES) break;
+          events.push(event);
+        }
+        return { lobby_id: lobby.id, events };
+      });
+    },
+
+  };
+}
