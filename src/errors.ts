@@ -5,7 +5,7 @@
  * `internal` (logged with its cause, never sent) or, for a dependency that is down,
  * `unavailable`.
  */
-import { ErrorStatus, type ErrorBody, type ErrorCode, type Issue } from '../subjects/index.js';
+import { ErrorStatus, type ErrorBody, ErrorCode, type Issue } from '../subjects/index.js';
 
 export type Details = Record<string, unknown>;
 
@@ -35,12 +35,12 @@ export class UnavailableError extends ServiceError {
 /** Shorthand constructors for the common outcomes. */
 export const fail = {
   invalid: (message: string, issues?: Issue[]) =>
-    new ServiceError('invalid_request', message, issues ? { issues } : undefined),
-  forbidden: (message: string) => new ServiceError('forbidden', message),
-  lobbyNotFound: () => new ServiceError('lobby_not_found', 'lobby not found'),
-  sessionNotFound: () => new ServiceError('session_not_found', 'session not found'),
+    new ServiceError(ErrorCode.invalid_request, message, issues ? { issues } : undefined),
+  forbidden: (message: string) => new ServiceError(ErrorCode.forbidden, message),
+  lobbyNotFound: () => new ServiceError(ErrorCode.lobby_not_found, 'lobby not found'),
+  sessionNotFound: () => new ServiceError(ErrorCode.session_not_found, 'session not found'),
   participantNotFound: (deviceId: string) =>
-    new ServiceError('participant_not_found', `device ${deviceId} has not joined this lobby`),
+    new ServiceError(ErrorCode.participant_not_found, `device ${deviceId} has not joined this lobby`),
 } as const;
 
 /** A wire error: status plus the `{"error": ...}` body. */
@@ -94,5 +94,5 @@ export function normalizeError(err: unknown): ServiceError {
   if (isConnectionFailure(err)) {
     return new UnavailableError('the database is unavailable; nothing was changed', err);
   }
-  return new ServiceError('internal', 'internal error', undefined, { cause: err });
+  return new ServiceError(ErrorCode.internal, 'internal error', undefined, { cause: err });
 }

@@ -7,7 +7,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { HttpHeader } from '../../subjects/index.js';
+import { HttpHeader, ErrorCode } from '../../subjects/index.js';
 import { ServiceError } from '../errors.js';
 import { logRefusal, sendError } from './errors.js';
 
@@ -41,7 +41,7 @@ export function registerAuth(app: FastifyInstance, token: string | undefined, lo
     // Check both forms every time (no early exit that would tell which one was tried).
     const results = presentedTokens(req).map(matches);
     if (results.includes(true)) return;
-    const err = new ServiceError('unauthorized', 'missing or wrong internal token');
+    const err = new ServiceError(ErrorCode.unauthorized, 'missing or wrong internal token');
     logRefusal(log, req, err);
     reply.header('WWW-Authenticate', 'Bearer');
     return sendError(reply, err);

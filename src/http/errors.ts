@@ -6,7 +6,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { MAX_BODY_BYTES, type HttpErrorBody } from '../../subjects/index.js';
+import { MAX_BODY_BYTES, type HttpErrorBody, ErrorCode } from '../../subjects/index.js';
 import { ServiceError, fail, normalizeError, toWire } from '../errors.js';
 
 export function errorBody(err: ServiceError): HttpErrorBody {
@@ -23,7 +23,7 @@ export function sendError(reply: FastifyReply, err: ServiceError, status = err.s
 
 /** The same refusal the dispatcher gives on NATS for an oversized body. */
 export function tooLarge(): ServiceError {
-  return new ServiceError('payload_too_large', `request body is over ${MAX_BODY_BYTES} bytes`, {
+  return new ServiceError(ErrorCode.payload_too_large, `request body is over ${MAX_BODY_BYTES} bytes`, {
     max_bytes: MAX_BODY_BYTES,
   });
 }

@@ -7,7 +7,7 @@
  */
 import Fastify, { type FastifyInstance, type HTTPMethods } from 'fastify';
 import type { Logger } from 'pino';
-import { MAX_BODY_BYTES, SERVICE, type HealthReply } from '../../subjects/index.js';
+import { MAX_BODY_BYTES, SERVICE, type HealthReply, ErrorCode } from '../../subjects/index.js';
 import type { Config } from '../config.js';
 import { ServiceError } from '../errors.js';
 import type { Dispatcher } from '../transport/dispatch.js';
@@ -64,7 +64,7 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   app.addHook('onRequest', async (req, reply) => {
     // Echoed on every answer, refusals included (/gateway/handle may replace it from its body).
     echoRequestId(reply, requestIdOf(req));
-    if (closing) return sendError(reply, new ServiceError('unavailable', 'the service is shutting down'));
+    if (closing) return sendError(reply, new ServiceError(ErrorCode.unavailable, 'the service is shutting down'));
   });
   registerAuth(app, config.http.authToken, log);
 
@@ -105,7 +105,7 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
       method: others,
       url,
       handler: async (req, reply) => {
-        const err = new ServiceError('invalid_request', 'Method Not Allowed', {
+        const err = new ServiceError(ErrorCode.invalid_request, 'Method Not Allowed', {
           method: req.method,
           allowed,
         });
@@ -117,7 +117,7 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   }
 
   app.setNotFoundHandler(async (req, reply) => {
-    const err = new ServiceError('invalid_request', 'Not Found', { method: req.method, path: req.url.split('?')[0] });
+    const err = new ServiceError(ErrorCode.invalid_request, 'Not Found', { method: req.method, path: req.url.split('?')[0] });
     logRefusal(log, req, err, 404);
     return sendError(reply, err, 404);
   });

@@ -2,11 +2,12 @@
  * Who is in a lobby: create, join, leave, get, kick, admin hand-over and presence
  * (CONTRACT section 3, "Lobby"). Each runs in one transaction that locks the lobby row first.
  */
-import type { ReplyOf, RequestOf } from '../../subjects/index.js';
+import { ErrorCode, type ReplyOf, type RequestOf } from '../../subjects/index.js';
 import { LockMode, UniqueConstraintViolationException } from '@mikro-orm/core';
 import { LobbyEntity, ParticipantEntity, type LobbyRow } from '../db/entities.js';
 import { ServiceError, fail } from '../errors.js';
 import type { CommandContext } from '../transport/context.js';
+import type { HandlerTable } from '../transport/dispatch.js';
 import { generateCode, isWellFormedCode, normalizeCode } from './codes.js';
 import { adminAfterLeave, hasRoom, isJoined, slotHolder } from './rules.js';
 import { findLobby, loadParticipants } from './store.js';
@@ -79,10 +80,10 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
         if (me?.kicked) throw fail.forbidden('this device was removed from the lobby and may not rejoin');
         if (me && isJoined(me) && lobby.state !== 'closed') return toLobby(lobby, members);
         if (lobby.state !== 'open') {
-          throw new ServiceError('lobby_not_open', `the lobby is ${lobby.state}`, { state: lobby.state });
+          throw new ServiceError(ErrorCode.lobby_not_open, `the lobby is ${lobby.state}`, { state: lobby.state });
         }
         if (!hasRoom(members, lobby.maxParticipants)) {
-          throw new ServiceError('lobby_full', 'the lobby is full', { max_participants: lobby.maxParticipants });
+          throw new ServiceError(ErrorCode.lobby_full, 'the lobby is full', { max_participants: lobby.maxParticipants });
         }
         const now = new Date();
         if (me) {
@@ -205,5 +206,5 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
       }, ctx.idempotency);
     },
 
-  };
+  } satisfies HandlerTable;
 }

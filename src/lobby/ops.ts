@@ -2,7 +2,7 @@
  * What every lobby command shares: locking and loading a lobby, the `lobby.updated` broadcast
  * with the whole lobby after the change, and the common checks.
  */
-import type { LobbyUpdateFieldsOf, LobbyUpdateType } from '../../subjects/index.js';
+import { EventName, type LobbyUpdateFieldsOf, type LobbyUpdateType, ErrorCode } from '../../subjects/index.js';
 import type { Config } from '../config.js';
 import type { LobbyRow, ParticipantRow } from '../db/entities.js';
 import type { Database } from '../db/orm.js';
@@ -46,7 +46,7 @@ export function createLobbyOps({ sessions }: Pick<LobbyDeps, 'sessions'>) {
     const targets = new Set([...joinedDeviceIds(members), ...extraTargets]);
     tx.emit({
       lobbyId: lobby.id,
-      event: 'lobby.updated',
+      event: EventName['lobby.updated'],
       data: { type, lobby_id: lobby.id, ...fields, lobby: toLobby(lobby, members) },
       targets: [...targets],
     });
@@ -58,7 +58,7 @@ export function createLobbyOps({ sessions }: Pick<LobbyDeps, 'sessions'>) {
 
   function requireNotClosed(lobby: LobbyRow): void {
     if (lobby.state === 'closed') {
-      throw new ServiceError('lobby_not_open', 'the lobby is closed', { state: lobby.state });
+      throw new ServiceError(ErrorCode.lobby_not_open, 'the lobby is closed', { state: lobby.state });
     }
   }
 
@@ -95,7 +95,7 @@ export function createLobbyOps({ sessions }: Pick<LobbyDeps, 'sessions'>) {
   async function requireNotInSession(tx: Tx, loaded: Loaded, deviceId: string, what: string): Promise<void> {
     const listed = await sessions.listedDevices(tx, loaded.lobby);
     if (listed.has(deviceId)) {
-      throw new ServiceError('session_active', `a device in the running session cannot be ${what}`, {
+      throw new ServiceError(ErrorCode.session_active, `a device in the running session cannot be ${what}`, {
         session_id: loaded.lobby.activeSessionId,
         device_id: deviceId,
       });

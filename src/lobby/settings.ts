@@ -2,10 +2,11 @@
  * What a lobby is doing and shares: start, close, room snapshot, wizard step, profile, roles,
  * and the event log (CONTRACT section 3, "Lobby"). Writers lock the lobby row first.
  */
-import { EVENTS_PAGE, type ReplyOf, type RequestOf } from '../../subjects/index.js';
+import { EVENTS_PAGE, EventName, type ReplyOf, type RequestOf, ErrorCode } from '../../subjects/index.js';
 import { LobbyEventEntity, ParticipantEntity } from '../db/entities.js';
 import { ServiceError, fail } from '../errors.js';
 import type { CommandContext } from '../transport/context.js';
+import type { HandlerTable } from '../transport/dispatch.js';
 import { slotHolder } from './rules.js';
 import { findLobby } from './store.js';
 import { others, type LobbyDeps, type LobbyOps } from './ops.js';
@@ -24,7 +25,7 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
         const { lobby } = loaded;
         requireAdmin(lobby, ctx);
         if (lobby.state !== 'open') {
-          throw new ServiceError('lobby_not_open', `the lobby is ${lobby.state}`, { state: lobby.state });
+          throw new ServiceError(ErrorCode.lobby_not_open, `the lobby is ${lobby.state}`, { state: lobby.state });
         }
         lobby.state = 'measurement_running';
         touch(lobby);
@@ -53,7 +54,7 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
         loaded.lobby.room = req.room;
         tx.emit({
           lobbyId: loaded.lobby.id,
-          event: 'lobby.room_snapshot',
+          event: EventName['lobby.room_snapshot'],
           data: { lobby_id: loaded.lobby.id, room: req.room, source_device_id: ctx.deviceId, shared_at: new Date().toISOString() },
           targets: others(loaded, ctx.deviceId),
         });
@@ -71,7 +72,7 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
         loaded.lobby.stepIndex = req.step_index;
         tx.emit({
           lobbyId: loaded.lobby.id,
-          event: 'lobby.step_update',
+          event: EventName['lobby.step_update'],
           data: { lobby_id: loaded.lobby.id, step_index: req.step_index, source_device_id: ctx.deviceId },
           targets: others(loaded, ctx.deviceId),
         });
@@ -89,7 +90,7 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
         loaded.lobby.profileId = req.profile_id;
         tx.emit({
           lobbyId: loaded.lobby.id,
-          event: 'lobby.profile_update',
+          event: EventName['lobby.profile_update'],
           data: { lobby_id: loaded.lobby.id, profile_id: req.profile_id, source_device_id: ctx.deviceId },
           targets: others(loaded, ctx.deviceId),
         });
@@ -110,7 +111,7 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
         const slotLabel = req.role === 'none' ? null : (req.role_slot_label ?? null);
         const holder = slotHolder(members, req.role, slotId, target.deviceId);
         if (holder) {
-          throw new ServiceError('slot_taken', `slot ${slotId} is already held by another ${req.role}`, {
+          throw new ServiceError(ErrorCode.slot_taken, `slot ${slotId} is already held by another ${req.role}`, {
             role: req.role,
             role_slot_id: slotId,
             device_id: holder.deviceId,
@@ -156,5 +157,5 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
       });
     },
 
-  };
+  } satisfies HandlerTable;
 }

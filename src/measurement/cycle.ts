@@ -10,12 +10,13 @@ import {
   PHASE_DESCRIPTIONS,
   SessionFailure,
   type EventData,
-  type EventName,
+  EventName,
   type Phase,
   type SessionStatus,
   type Slot,
   type StepStatus,
-  type Subject,
+  Subject,
+  ErrorCode,
 } from '../../subjects/index.js';
 import { ServiceError } from '../errors.js';
 import type {
@@ -58,16 +59,16 @@ const PHASE_TIMEOUT: Record<ActivePhase, keyof ResolvedTimeouts> = {
   uploading: 'upload_ms',
 };
 
-const ADMIN_NEXT: Subject[] = ['measurement.start_speaker', 'measurement.cancel_session'];
+const ADMIN_NEXT: Subject[] = [Subject['measurement.start_speaker'], Subject['measurement.cancel_session']];
 
 /** The subjects each phase accepts (`details.expected` of `wrong_phase`). */
 export const EXPECTED: Record<Phase, Subject[]> = {
   idle: ADMIN_NEXT,
-  waiting_ready: ['measurement.ready'],
-  speaker_downloading: ['measurement.speaker_audio_ready'],
-  starting_recording: ['measurement.recording_started'],
-  playing: ['measurement.playback_complete'],
-  uploading: ['measurement.recording_uploaded'],
+  waiting_ready: [Subject['measurement.ready']],
+  speaker_downloading: [Subject['measurement.speaker_audio_ready']],
+  starting_recording: [Subject['measurement.recording_started']],
+  playing: [Subject['measurement.playback_complete']],
+  uploading: [Subject['measurement.recording_uploaded']],
   speaker_complete: ADMIN_NEXT,
   failed: ADMIN_NEXT,
   completed: [],
@@ -83,7 +84,7 @@ export function wrongPhase(session: Session, subject: Subject): ServiceError {
 }
 
 export function sessionFinished(session: Session): ServiceError {
-  return new ServiceError('session_finished', `the session is ${session.state}`, {
+  return new ServiceError(ErrorCode.session_finished, `the session is ${session.state}`, {
     state: session.state,
   });
 }
@@ -267,7 +268,7 @@ export class Draft {
     this.s.phase = phase;
     this.s.phase_deadline_at = isActive(phase) ? this.now + this.s.timeouts[PHASE_TIMEOUT[phase]] : null;
     this.out.push(trigger);
-    this.toSessionDevices('measurement.phase_update', {
+    this.toSessionDevices(EventName['measurement.phase_update'], {
       session_id: this.s.session_id,
       job_id: this.s.job_id,
       phase,
@@ -289,7 +290,7 @@ export class Draft {
       phase: failedPhase,
     };
     if (missing) data.missing_device_ids = missing;
-    this.enter('failed', broadcast('measurement.error', data, this.everyone()));
+    this.enter('failed', broadcast(EventName['measurement.error'], data, this.everyone()));
   }
 
   /** Cancel the session; `freeLobby` hands the lobby back (`open`, no active session). */
@@ -297,7 +298,7 @@ export class Draft {
     this.s.state = 'cancelled';
     this.enter(
       'cancelled',
-      broadcast('measurement.session_cancelled', { session_id: this.s.session_id, reason }, this.everyone()),
+      broadcast(EventName['measurement.session_cancelled'], { session_id: this.s.session_id, reason }, this.everyone()),
     );
     if (freeLobby) this.lobby = { state: 'open', active_session_id: null };
   }
@@ -331,7 +332,7 @@ export function advance(d: Draft, step: DeviceStep, ctx: StepContext): void {
       s.cycle.ready.push(step.device_id);
       if (missingDevices(s).length === 0) {
         const audio_url = `${ctx.public_base_url}/v1/measurement/audio?session_id=${encodeURIComponent(session_id)}`;
-        d.enter('speaker_downloading', broadcast('measurement.request_audio', { session_id, audio_url }, [speaker.device_id]));
+        d.enter('speaker_downloading', broadcast(EventName['measurement.request_audio'], { session_id, audio_url }, [speaker.device_id]));
       }
       break;
     case 'speaker_audio_ready':
@@ -340,7 +341,7 @@ export function advance(d: Draft, step: DeviceStep, ctx: StepContext): void {
       d.enter(
         'starting_recording',
         broadcast(
-          'measurement.start_recording',
+          EventName['measurement.start_recording'],
           { session_id, speaker_slot_id: speaker.slot_id, expected_duration_seconds: s.signal_duration_seconds },
           mics,
         ),
@@ -349,7 +350,7 @@ export function advance(d: Draft, step: DeviceStep, ctx: StepContext): void {
     case 'recording_started':
       s.cycle.recording_started.push(step.device_id);
       if (missingDevices(s).length === 0) {
-        d.enter('playing', broadcast('measurement.start_playback', { session_id }, [speaker.device_id]));
+        d.enter('playing', broadcast(EventName['measurement.start_playback'], { session_id }, [speaker.device_id]));
       }
       break;
     case 'playback_complete': {
@@ -357,7 +358,7 @@ export function advance(d: Draft, step: DeviceStep, ctx: StepContext): void {
       const upload_endpoint = `${ctx.public_base_url}/v1/jobs/${encodeURIComponent(job_id)}/uploads/`;
       d.enter(
         'uploading',
-        broadcast('measurement.stop_recording', { session_id, job_id, speaker_slot_id: speaker.slot_id, upload_endpoint }, mics),
+        broadcast(EventName['measurement.stop_recording'], { session_id, job_id, speaker_slot_id: speaker.slot_id, upload_endpoint }, mics),
       );
       break;
     }
@@ -389,7 +390,7 @@ function completeSpeaker(d: Draft): void {
   d.enter(
     'speaker_complete',
     broadcast(
-      'measurement.speaker_complete',
+      EventName['measurement.speaker_complete'],
       {
         session_id: s.session_id,
         completed_speaker_slot_id: speaker.slot_id,
@@ -404,7 +405,7 @@ function completeSpeaker(d: Draft): void {
   d.enter(
     'completed',
     broadcast(
-      'measurement.session_complete',
+      EventName['measurement.session_complete'],
       {
         session_id: s.session_id,
         job_id: s.job_id,

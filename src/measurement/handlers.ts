@@ -10,7 +10,7 @@ import { loadParticipants, lockLobby } from '../lobby/store.js';
 import { toLobby } from '../lobby/view.js';
 import type { UnitOfWork } from '../outbox/unit-of-work.js';
 import type { CommandContext } from '../transport/context.js';
-import type { Handler } from '../transport/dispatch.js';
+import type { Handler, HandlerTable } from '../transport/dispatch.js';
 import type { Step } from './model.js';
 import type { Sessions } from './sessions.js';
 import { createSession, sessionDevices, statusOf } from './transition.js';
@@ -142,5 +142,5 @@ export function createMeasurementHandlers({ uow, config, sessions }: Measurement
         () => ({ ok: true as const }),
       );
     },
-  };
+  } satisfies HandlerTable;
 }

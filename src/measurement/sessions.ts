@@ -7,7 +7,7 @@
  * additionally guarantees that two replicas can never both apply a transition to the same
  * version (a conflict reruns the step on fresh state).
  */
-import type { StepReply } from '../../subjects/index.js';
+import { EventName, type StepReply } from '../../subjects/index.js';
 import type { Config } from '../config.js';
 import { SessionEntity, type LobbyRow, type ParticipantRow, type SessionRow } from '../db/entities.js';
 import type { Database, Em } from '../db/orm.js';
@@ -103,7 +103,7 @@ export class Sessions implements SessionHooks {
       const { members } = loaded;
       tx.emit({
         lobbyId: lobby.id,
-        event: 'lobby.updated',
+        event: EventName['lobby.updated'],
         data: {
           type: 'state_changed',
           lobby_id: lobby.id,

@@ -11,6 +11,7 @@
  * session is created, completed or cancelled by the admin (not on `lobby_closed`, see there).
  */
 import {
+  EventName,
   SESSION_LIMITS,
   SessionFailure,
   type Issue,
@@ -19,7 +20,8 @@ import {
   type Phase,
   type RequestOf,
   type Slot,
-  type Subject,
+  Subject,
+  ErrorCode,
 } from '../../subjects/index.js';
 import { ServiceError, fail } from '../errors.js';
 import {
@@ -81,10 +83,10 @@ export function createSession(input: CreateSessionInput, lobby: LobbyView, ctx: 
     throw fail.forbidden('only the lobby admin may create a measurement session');
   }
   if (lobby.state === 'closed') {
-    throw new ServiceError('lobby_not_open', 'the lobby is closed', { state: lobby.state });
+    throw new ServiceError(ErrorCode.lobby_not_open, 'the lobby is closed', { state: lobby.state });
   }
   if (lobby.active_session_id !== null) {
-    throw new ServiceError('session_active', 'the lobby already has an unfinished session', {
+    throw new ServiceError(ErrorCode.session_active, 'the lobby already has an unfinished session', {
       session_id: lobby.active_session_id,
     });
   }
@@ -98,7 +100,7 @@ export function createSession(input: CreateSessionInput, lobby: LobbyView, ctx: 
     for (const { device_id } of slots) {
       const p = lobby.participants.find((q) => q.device_id === device_id);
       if (!p || p.status !== 'joined') {
-        throw new ServiceError('participant_not_found', `device ${device_id} has not joined this lobby`, { device_id });
+        throw new ServiceError(ErrorCode.participant_not_found, `device ${device_id} has not joined this lobby`, { device_id });
       }
     }
   }
@@ -106,7 +108,7 @@ export function createSession(input: CreateSessionInput, lobby: LobbyView, ctx: 
     for (const { device_id } of slots) {
       const role = lobby.participants.find((q) => q.device_id === device_id)?.role;
       if (role !== expected) {
-        throw new ServiceError('role_mismatch', `device ${device_id} has role ${role}, not ${expected}`, {
+        throw new ServiceError(ErrorCode.role_mismatch, `device ${device_id} has role ${role}, not ${expected}`, {
           device_id,
           role,
           expected,
@@ -196,12 +198,12 @@ function validateSlots(input: CreateSessionInput): void {
 type AdminStep = Extract<Step, { kind: 'start_speaker' | 'cancel' | 'broadcast_results' }>;
 
 const STEP_SUBJECT: Record<DeviceStep['kind'], Subject> = {
-  ready: 'measurement.ready',
-  speaker_audio_ready: 'measurement.speaker_audio_ready',
-  recording_started: 'measurement.recording_started',
-  playback_complete: 'measurement.playback_complete',
-  recording_uploaded: 'measurement.recording_uploaded',
-  error: 'measurement.error',
+  ready: Subject['measurement.ready'],
+  speaker_audio_ready: Subject['measurement.speaker_audio_ready'],
+  recording_started: Subject['measurement.recording_started'],
+  playback_complete: Subject['measurement.playback_complete'],
+  recording_uploaded: Subject['measurement.recording_uploaded'],
+  error: Subject['measurement.error'],
 };
 
 /** Which list a device must be on to send a step. */
@@ -268,7 +270,7 @@ function adminStep(session: Session, step: AdminStep, ctx: StepContext): Transit
         ]);
       }
       const { session_id, job_id } = session;
-      const b = broadcast('measurement.analysis_results', { session_id, job_id, results: step.results }, [
+      const b = broadcast(EventName['measurement.analysis_results'], { session_id, job_id, results: step.results }, [
         ...ctx.lobby_device_ids,
       ]);
       return { session, broadcasts: [b], status: 'accepted' };
@@ -297,7 +299,7 @@ function startSpeaker(session: Session, ctx: StepContext): TransitionResult {
   d.enter(
     'waiting_ready',
     broadcast(
-      'measurement.start_measurement',
+      EventName['measurement.start_measurement'],
       {
         session_id: s.session_id,
         job_id: s.job_id,

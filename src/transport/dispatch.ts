@@ -12,6 +12,7 @@ import {
   commands,
   type Issue,
   type Subject,
+  ErrorCode,
 } from '../../subjects/index.js';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
@@ -53,7 +54,7 @@ const badBody = (message: string) => fail.invalid(message, [{ path: '', message 
 export function decodeBody(body: Uint8Array | string): Record<string, unknown> {
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
   if (size > MAX_BODY_BYTES) {
-    throw new ServiceError('payload_too_large', `request body is over ${MAX_BODY_BYTES} bytes`, {
+    throw new ServiceError(ErrorCode.payload_too_large, `request body is over ${MAX_BODY_BYTES} bytes`, {
       max_bytes: MAX_BODY_BYTES,
     });
   }
@@ -132,7 +133,7 @@ export class Dispatcher {
 
   private prepare(inb: Inbound, log: Logger): { ctx: CommandContext; req: unknown } {
     const handler = this.handlerOf(inb.subject);
-    if (!handler) throw new ServiceError('internal', `no handler for ${inb.subject}`);
+    if (!handler) throw new ServiceError(ErrorCode.internal, `no handler for ${inb.subject}`);
     const data = decodeBody(inb.body);
     if (inb.deviceId === undefined || inb.deviceId === '') {
       throw fail.invalid('the Device-Id header is required');

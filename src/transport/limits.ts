@@ -3,10 +3,11 @@
  * on wrong join codes per device per minute. Kept per replica, in memory: a device spread over
  * N replicas gets at most N times the rate, which is still bounded.
  */
+import { ErrorCode } from '../../subjects/index.js';
 import { ServiceError } from '../errors.js';
 
 const rateLimited = (retryAfterMs: number, message: string) =>
-  new ServiceError('rate_limited', message, { retry_after_ms: Math.max(1, Math.ceil(retryAfterMs)) });
+  new ServiceError(ErrorCode.rate_limited, message, { retry_after_ms: Math.max(1, Math.ceil(retryAfterMs)) });
 
 /** Forgets idle keys so that memory stays bounded by the active devices. */
 const MAX_KEYS = 100_000;

@@ -16,7 +16,7 @@ import {
   type Subscription,
 } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
-import { Header, SERVICE, commands, subjectNames, type Subject } from '../../subjects/index.js';
+import { Header, SERVICE, commands, subjectNames, type Subject, ErrorCode } from '../../subjects/index.js';
 import type { Config } from '../config.js';
 import { ServiceError, toWire } from '../errors.js';
 import type { Dispatcher } from './dispatch.js';
@@ -175,7 +175,7 @@ export class NatsService {
       st.num_errors++;
       st.last_error = 'internal: could not send the reply';
       try {
-        const fallback = toWire(new ServiceError('internal', 'internal error'));
+        const fallback = toWire(new ServiceError(ErrorCode.internal, 'internal error'));
         const eh = natsHeaders();
         if (requestId) eh.set(Header.requestId, requestId);
         eh.set(Header.serviceErrorCode, String(fallback.status));
