@@ -19,6 +19,8 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
+  // Logs are written asynchronously: flush them before the process goes.
+  const exit = (code: number) => log.flush(() => process.exit(code));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
 
   const stopDevNats = await startDevNatsIfNeeded(process.env, log);
@@ -27,17 +29,18 @@ async function main(): Promise<void> {
   const onSignal = (signal: NodeJS.Signals) => {
     if (++signals > 1) {
       log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
+      exit(1);
+      return;
     }
     log.info({ signal }, 'signal received');
     app
       .stop()
       .then(() => stopDevNats?.())
       .then(
-        () => process.exit(0),
+        () => exit(0),
         (err) => {
           log.error({ err }, 'shutdown failed');
-          process.exit(1);
+          exit(1);
         },
       );
   };
