@@ -26,7 +26,10 @@ import { idempotencyKeyOf, parseWith, requestIdOf } from './inbound.js';
 interface Command {
   deviceId: string;
   data: Record<string, unknown>;
-  /** Internal read without the member check (`lobby.events` over HTTP). */
+  /**
+   * A read by the shim itself, not by a device: no member check (`lobby.events`) and no
+   * per-device rate limit (every such read shares the shim's device id).
+   */
   trusted?: boolean;
 }
 
@@ -66,7 +69,7 @@ const mappings: { [K in V1RouteId]: Mapping<any, any> } = {
     }),
   },
   getLobby: {
-    command: ({ lobbyId }) => ({ deviceId: HTTP_SHIM_DEVICE_ID, data: { lobby_id: lobbyId } }),
+    command: ({ lobbyId }) => ({ deviceId: HTTP_SHIM_DEVICE_ID, data: { lobby_id: lobbyId }, trusted: true }),
   },
   assignRole: {
     command: ({ body, lobbyId }: Input<Out<typeof V1AssignRole>, never>) => {

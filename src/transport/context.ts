@@ -11,6 +11,6 @@ export interface CommandContext {
   log: Logger;
   /** Set when the request carries an `Idempotency-Key`: its first reply is stored with its effects. */
   idempotency?: IdempotencySpec;
-  /** Internal callers (the v1 HTTP events endpoint) skip the member check. */
+  /** Internal reads by the HTTP shim itself: no member check, no per-device rate limit. */
   trusted?: boolean;
 }

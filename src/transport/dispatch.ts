@@ -147,7 +147,8 @@ export class Dispatcher {
     ) {
       throw fail.invalid(`Idempotency-Key must be 1-${MAX_IDEMPOTENCY_KEY} characters`);
     }
-    this.deps.limits.take(inb.deviceId);
+    // Trusted internal reads (the HTTP shim's own) are not a device's traffic.
+    if (!inb.trusted) this.deps.limits.take(inb.deviceId);
     const parsed = commands[inb.subject].request.safeParse(data);
     if (!parsed.success) throw fail.invalid('request does not match the schema', issuesOf(parsed.error));
     const req = parsed.data as Record<string, unknown>;

@@ -40,6 +40,14 @@ describe('rate limit', () => {
     for (let i = 0; i < 3; i++) expectError(await rate.client.send('lobby.get', phone, {}), 'invalid_request');
     expectError(await rate.client.send('lobby.create', phone, {}), 'rate_limited');
   });
+
+  it('limits - the HTTP shim\'s own reads are not held back by a device bucket', async () => {
+    const lobby = await rate.client.call('lobby.create', device('admin'), {});
+    const statuses = await Promise.all(
+      Array.from({ length: 8 }, () => fetch(`${rate.app.httpUrl}/lobbies/${lobby.lobby_id}`).then((r) => r.status)),
+    );
+    expect(statuses).toEqual(Array(8).fill(200));
+  });
 });
 
 describe('join code limit', () => {
