@@ -5,7 +5,7 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { jetstreamManager, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import {
   Envelope,
   ErrorStatus,
@@ -23,7 +23,23 @@ import {
 import type { App } from '../../src/app.js';
 import { waitFor } from './infra.js';
 import type { GatewayClient, Reply } from './service.js';
-import { device } from './service.js';
+import { device, startHarness } from './service.js';
+
+export type Harness = Awaited<ReturnType<typeof startHarness>>;
+
+/** Starts a harness and a tap for the test file (beforeAll), hands them over, stops both (afterAll). */
+export function withTappedHarness(use: (started: { h: Harness; tap: Tap }) => void, extraEnv?: Record<string, string>): void {
+  let started: { h: Harness; tap: Tap } | undefined;
+  beforeAll(async () => {
+    const h = await startHarness(extraEnv);
+    started = { h, tap: await Tap.open(h.client) };
+    use(started);
+  });
+  afterAll(async () => {
+    started?.tap.close();
+    await started?.h.stop();
+  });
+}
 
 export interface Captured {
   subject: string;

@@ -1,20 +1,13 @@
 // The admin's commands: lobby.kick, lobby.transfer_admin, lobby.room_snapshot,
 // lobby.step_update, lobby.profile_update and role.assign, end to end over NATS.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Lobby } from '../../subjects/index.js';
-import { device, startHarness } from '../helpers/service.js';
-import { Tap, expectError, expectTargets, getLobby, lobbyWith, lobbyWithSession, settle } from '../helpers/lobby.js';
+import { device } from '../helpers/service.js';
+import { Tap, withTappedHarness, type Harness, expectError, expectTargets, getLobby, lobbyWith, lobbyWithSession, settle } from '../helpers/lobby.js';
 
-let h: Awaited<ReturnType<typeof startHarness>>;
+let h: Harness;
 let tap: Tap;
-beforeAll(async () => {
-  h = await startHarness();
-  tap = await Tap.open(h.client);
-});
-afterAll(async () => {
-  tap?.close();
-  await h?.stop();
-});
+withTappedHarness((started) => ({ h, tap } = started));
 
 const last = async (id: string) => (await settle(tap, h.app, id)).at(-1)!;
 

@@ -1,19 +1,12 @@
 // lobby.create and lobby.join end to end over NATS, as the Gateway sends them.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LOBBY_CODE, Lobby } from '../../subjects/index.js';
-import { device, startHarness } from '../helpers/service.js';
-import { Tap, expectError, expectTargets, getLobby, lobbyWith, settle } from '../helpers/lobby.js';
+import { device } from '../helpers/service.js';
+import { Tap, withTappedHarness, type Harness, expectError, expectTargets, getLobby, lobbyWith, settle } from '../helpers/lobby.js';
 
-let h: Awaited<ReturnType<typeof startHarness>>;
+let h: Harness;
 let tap: Tap;
-beforeAll(async () => {
-  h = await startHarness();
-  tap = await Tap.open(h.client);
-});
-afterAll(async () => {
-  tap?.close();
-  await h?.stop();
-});
+withTappedHarness((started) => ({ h, tap } = started));
 
 const CODE = new RegExp(`^[${LOBBY_CODE.alphabet}]{6}$`);
 

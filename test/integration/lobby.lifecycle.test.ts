@@ -1,19 +1,12 @@
 // lobby.leave, lobby.get, lobby.start and lobby.close end to end over NATS.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Lobby } from '../../subjects/index.js';
-import { device, startHarness } from '../helpers/service.js';
-import { Tap, expectError, expectTargets, getLobby, lobbyWith, lobbyWithSession, settle } from '../helpers/lobby.js';
+import { device } from '../helpers/service.js';
+import { Tap, withTappedHarness, type Harness, expectError, expectTargets, getLobby, lobbyWith, lobbyWithSession, settle } from '../helpers/lobby.js';
 
-let h: Awaited<ReturnType<typeof startHarness>>;
+let h: Harness;
 let tap: Tap;
-beforeAll(async () => {
-  h = await startHarness();
-  tap = await Tap.open(h.client);
-});
-afterAll(async () => {
-  tap?.close();
-  await h?.stop();
-});
+withTappedHarness((started) => ({ h, tap } = started));
 
 describe('lobby.leave', () => {
   it('lobby - leave by a non-member is a no-op {ok: true}', async () => {

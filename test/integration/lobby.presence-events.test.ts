@@ -1,19 +1,12 @@
 // lobby.presence and lobby.events end to end over NATS.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Lobby } from '../../subjects/index.js';
-import { device, startHarness } from '../helpers/service.js';
-import { Tap, expectError, expectTargets, getLobby, lobbyWith, loggedIds, settle } from '../helpers/lobby.js';
+import { device } from '../helpers/service.js';
+import { Tap, withTappedHarness, type Harness, expectError, expectTargets, getLobby, lobbyWith, loggedIds, settle } from '../helpers/lobby.js';
 
-let h: Awaited<ReturnType<typeof startHarness>>;
+let h: Harness;
 let tap: Tap;
-beforeAll(async () => {
-  h = await startHarness();
-  tap = await Tap.open(h.client);
-});
-afterAll(async () => {
-  tap?.close();
-  await h?.stop();
-});
+withTappedHarness((started) => ({ h, tap } = started));
 
 const connectedOf = async (lobbyId: string, d: string) =>
   (await getLobby(h.client, lobbyId)).participants.find((p) => p.device_id === d)?.connected;

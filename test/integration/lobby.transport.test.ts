@@ -1,22 +1,15 @@
 // The NATS transport as the Gateway sees it: headers, body decoding, limits, error replies,
 // the `lobby` micro service ($SRV.PING/INFO/STATS) and replicas in one queue group.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createInbox, headers as natsHeaders, type Msg } from '@nats-io/nats-core';
 import { Header, MAX_BODY_BYTES, SERVICE, subjectNames, type Subject } from '../../subjects/index.js';
 import { waitFor } from '../helpers/infra.js';
-import { device, startHarness, startService } from '../helpers/service.js';
-import { Tap, expectError, lobbyWith, settle } from '../helpers/lobby.js';
+import { device, startService } from '../helpers/service.js';
+import { Tap, withTappedHarness, type Harness, expectError, lobbyWith, settle } from '../helpers/lobby.js';
 
-let h: Awaited<ReturnType<typeof startHarness>>;
+let h: Harness;
 let tap: Tap;
-beforeAll(async () => {
-  h = await startHarness();
-  tap = await Tap.open(h.client);
-});
-afterAll(async () => {
-  tap?.close();
-  await h?.stop();
-});
+withTappedHarness((started) => ({ h, tap } = started));
 
 /** A raw request: the reply message as it is on the wire. */
 function raw(subject: Subject, body: string | Uint8Array, hdrs: Record<string, string> = {}): Promise<Msg> {
