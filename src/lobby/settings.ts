@@ -2,8 +2,8 @@
  * What a lobby is doing and shares: start, close, room snapshot, wizard step, profile, roles,
  * and the event log (CONTRACT section 3, "Lobby"). Writers lock the lobby row first.
  */
-import { EVENTS_PAGE, EventName, type ReplyOf, type RequestOf, ErrorCode } from '../../subjects/index.js';
-import { LobbyEventEntity, ParticipantEntity } from '../db/entities.js';
+import { EVENTS_PAGE, ErrorCode, EventName, type EventData, type ReplyOf, type RequestOf } from '../../subjects/index.js';
+import { LobbyEventEntity, ParticipantEntity, type LobbyRow } from '../db/entities.js';
 import { ServiceError, fail } from '../errors.js';
 import type { CommandContext } from '../transport/context.js';
 import type { HandlerTable } from '../transport/dispatch.js';
@@ -11,12 +11,38 @@ import { slotHolder } from './rules.js';
 import { findLobby } from './store.js';
 import { others, type LobbyDeps, type LobbyOps } from './ops.js';
 
+/** Events of the commands by which the admin shares something with the others. */
+type SharedEvent = 'lobby.room_snapshot' | 'lobby.step_update' | 'lobby.profile_update';
+
 /** Largest `lobby.events` page in bytes: well inside NATS' default 1 MiB max_payload. */
 const EVENTS_PAGE_MAX_BYTES = 512 * 1024;
 
 export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
   const { db, uow } = deps;
   const { locked, updated, requireAdmin, requireNotClosed, joinedTarget, touch, close, adminChange, requireNotInSession } = ops;
+
+  /**
+   * The "admin shares something" commands: keep it on the lobby (for late joiners) and tell
+   * every other joined device, in one transaction.
+   */
+  function share<E extends SharedEvent>(
+    lobbyId: string,
+    ctx: CommandContext,
+    event: E,
+    keep: (lobby: LobbyRow) => void,
+    data: Omit<EventData<E>, 'lobby_id' | 'source_device_id'>,
+  ): Promise<void> {
+    return uow.run(async (tx) => {
+      const loaded = await adminChange(tx, lobbyId, ctx);
+      keep(loaded.lobby);
+      tx.emit({
+        lobbyId: loaded.lobby.id,
+        event,
+        data: { lobby_id: loaded.lobby.id, ...data, source_device_id: ctx.deviceId },
+        targets: others(loaded, ctx.deviceId),
+      });
+    }, ctx.idempotency);
+  }
 
   return {
     async 'lobby.start'(req: RequestOf<'lobby.start'>, ctx: CommandContext): Promise<ReplyOf<'lobby.start'>> {
@@ -34,7 +60,6 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
       }, ctx.idempotency);
     },
 
-
     async 'lobby.close'(req: RequestOf<'lobby.close'>, ctx: CommandContext): Promise<ReplyOf<'lobby.close'>> {
       return uow.run(async (tx) => {
         const loaded = await locked(tx, req.lobby_id);
@@ -44,60 +69,21 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
       }, ctx.idempotency);
     },
 
+    'lobby.room_snapshot': (req: RequestOf<'lobby.room_snapshot'>, ctx: CommandContext) =>
+      share(req.lobby_id, ctx, EventName['lobby.room_snapshot'], (l) => (l.room = req.room), {
+        room: req.room,
+        shared_at: new Date().toISOString(),
+      }).then((): ReplyOf<'lobby.room_snapshot'> => ({ ok: true })),
 
-    async 'lobby.room_snapshot'(
-      req: RequestOf<'lobby.room_snapshot'>,
-      ctx: CommandContext,
-    ): Promise<ReplyOf<'lobby.room_snapshot'>> {
-      return uow.run(async (tx) => {
-        const loaded = await adminChange(tx, req.lobby_id, ctx);
-        loaded.lobby.room = req.room;
-        tx.emit({
-          lobbyId: loaded.lobby.id,
-          event: EventName['lobby.room_snapshot'],
-          data: { lobby_id: loaded.lobby.id, room: req.room, source_device_id: ctx.deviceId, shared_at: new Date().toISOString() },
-          targets: others(loaded, ctx.deviceId),
-        });
-        return { ok: true as const };
-      }, ctx.idempotency);
-    },
+    'lobby.step_update': (req: RequestOf<'lobby.step_update'>, ctx: CommandContext) =>
+      share(req.lobby_id, ctx, EventName['lobby.step_update'], (l) => (l.stepIndex = req.step_index), {
+        step_index: req.step_index,
+      }).then((): ReplyOf<'lobby.step_update'> => ({ ok: true, step_index: req.step_index })),
 
-
-    async 'lobby.step_update'(
-      req: RequestOf<'lobby.step_update'>,
-      ctx: CommandContext,
-    ): Promise<ReplyOf<'lobby.step_update'>> {
-      return uow.run(async (tx) => {
-        const loaded = await adminChange(tx, req.lobby_id, ctx);
-        loaded.lobby.stepIndex = req.step_index;
-        tx.emit({
-          lobbyId: loaded.lobby.id,
-          event: EventName['lobby.step_update'],
-          data: { lobby_id: loaded.lobby.id, step_index: req.step_index, source_device_id: ctx.deviceId },
-          targets: others(loaded, ctx.deviceId),
-        });
-        return { ok: true as const, step_index: req.step_index };
-      }, ctx.idempotency);
-    },
-
-
-    async 'lobby.profile_update'(
-      req: RequestOf<'lobby.profile_update'>,
-      ctx: CommandContext,
-    ): Promise<ReplyOf<'lobby.profile_update'>> {
-      return uow.run(async (tx) => {
-        const loaded = await adminChange(tx, req.lobby_id, ctx);
-        loaded.lobby.profileId = req.profile_id;
-        tx.emit({
-          lobbyId: loaded.lobby.id,
-          event: EventName['lobby.profile_update'],
-          data: { lobby_id: loaded.lobby.id, profile_id: req.profile_id, source_device_id: ctx.deviceId },
-          targets: others(loaded, ctx.deviceId),
-        });
-        return { ok: true as const, profile_id: req.profile_id };
-      }, ctx.idempotency);
-    },
-
+    'lobby.profile_update': (req: RequestOf<'lobby.profile_update'>, ctx: CommandContext) =>
+      share(req.lobby_id, ctx, EventName['lobby.profile_update'], (l) => (l.profileId = req.profile_id), {
+        profile_id: req.profile_id,
+      }).then((): ReplyOf<'lobby.profile_update'> => ({ ok: true, profile_id: req.profile_id })),
 
     async 'role.assign'(req: RequestOf<'role.assign'>, ctx: CommandContext): Promise<ReplyOf<'role.assign'>> {
       return uow.run(async (tx) => {
