@@ -57,7 +57,6 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
       }
     },
 
-
     async 'lobby.join'(req: RequestOf<'lobby.join'>, ctx: CommandContext): Promise<ReplyOf<'lobby.join'>> {
       joinGuard.check(ctx.deviceId);
       const code = normalizeCode(req.code);
@@ -103,7 +102,6 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
       }, ctx.idempotency);
     },
 
-
     async 'lobby.leave'(req: RequestOf<'lobby.leave'>, ctx: CommandContext): Promise<ReplyOf<'lobby.leave'>> {
       return uow.run(async (tx) => {
         const loaded = await locked(tx, req.lobby_id);
@@ -127,7 +125,6 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
       }, ctx.idempotency);
     },
 
-
     async 'lobby.get'(req: RequestOf<'lobby.get'>): Promise<ReplyOf<'lobby.get'>> {
       return db.read(async (em) => {
         let lobby: LobbyRow | null;
@@ -141,7 +138,6 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
         return toLobby(lobby, await loadParticipants(em, lobby.id));
       });
     },
-
 
     async 'lobby.kick'(req: RequestOf<'lobby.kick'>, ctx: CommandContext): Promise<ReplyOf<'lobby.kick'>> {
       return uow.run(async (tx) => {
@@ -163,7 +159,6 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
       }, ctx.idempotency);
     },
 
-
     async 'lobby.transfer_admin'(
       req: RequestOf<'lobby.transfer_admin'>,
       ctx: CommandContext,
@@ -183,7 +178,6 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
         return { ok: true as const, admin_device_id: lobby.adminDeviceId };
       }, ctx.idempotency);
     },
-
 
     async 'lobby.presence'(req: RequestOf<'lobby.presence'>, ctx: CommandContext): Promise<ReplyOf<'lobby.presence'>> {
       return uow.run(async (tx) => {
