@@ -25,13 +25,14 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
    * The "admin shares something" commands: keep it on the lobby (for late joiners) and tell
    * every other joined device, in one transaction.
    */
-  function share<E extends SharedEvent>(
+  function share<E extends SharedEvent, R>(
     lobbyId: string,
     ctx: CommandContext,
     event: E,
     keep: (lobby: LobbyRow) => void,
     data: Omit<EventData<E>, 'lobby_id' | 'source_device_id'>,
-  ): Promise<void> {
+    reply: R,
+  ): Promise<R> {
     return uow.run(async (tx) => {
       const loaded = await adminChange(tx, lobbyId, ctx);
       keep(loaded.lobby);
@@ -41,6 +42,8 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
         data: { lobby_id: loaded.lobby.id, ...data, source_device_id: ctx.deviceId },
         targets: others(loaded, ctx.deviceId),
       });
+      // Returned from inside the transaction: it is the reply an Idempotency-Key keeps.
+      return reply;
     }, ctx.idempotency);
   }
 
@@ -70,20 +73,34 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
     },
 
     'lobby.room_snapshot': (req: RequestOf<'lobby.room_snapshot'>, ctx: CommandContext) =>
-      share(req.lobby_id, ctx, EventName['lobby.room_snapshot'], (l) => (l.room = req.room), {
-        room: req.room,
-        shared_at: new Date().toISOString(),
-      }).then((): ReplyOf<'lobby.room_snapshot'> => ({ ok: true })),
+      share(
+        req.lobby_id,
+        ctx,
+        EventName['lobby.room_snapshot'],
+        (l) => (l.room = req.room),
+        { room: req.room, shared_at: new Date().toISOString() },
+        { ok: true } as ReplyOf<'lobby.room_snapshot'>,
+      ),
 
     'lobby.step_update': (req: RequestOf<'lobby.step_update'>, ctx: CommandContext) =>
-      share(req.lobby_id, ctx, EventName['lobby.step_update'], (l) => (l.stepIndex = req.step_index), {
-        step_index: req.step_index,
-      }).then((): ReplyOf<'lobby.step_update'> => ({ ok: true, step_index: req.step_index })),
+      share(
+        req.lobby_id,
+        ctx,
+        EventName['lobby.step_update'],
+        (l) => (l.stepIndex = req.step_index),
+        { step_index: req.step_index },
+        { ok: true, step_index: req.step_index } as ReplyOf<'lobby.step_update'>,
+      ),
 
     'lobby.profile_update': (req: RequestOf<'lobby.profile_update'>, ctx: CommandContext) =>
-      share(req.lobby_id, ctx, EventName['lobby.profile_update'], (l) => (l.profileId = req.profile_id), {
-        profile_id: req.profile_id,
-      }).then((): ReplyOf<'lobby.profile_update'> => ({ ok: true, profile_id: req.profile_id })),
+      share(
+        req.lobby_id,
+        ctx,
+        EventName['lobby.profile_update'],
+        (l) => (l.profileId = req.profile_id),
+        { profile_id: req.profile_id },
+        { ok: true, profile_id: req.profile_id } as ReplyOf<'lobby.profile_update'>,
+      ),
 
     async 'role.assign'(req: RequestOf<'role.assign'>, ctx: CommandContext): Promise<ReplyOf<'role.assign'>> {
       return uow.run(async (tx) => {

@@ -75,6 +75,8 @@ export class UnitOfWork {
       };
       const reply = await fn(tx);
       if (idempotency) {
+        // The reply a retry replays must be the command's reply, made inside this transaction.
+        if (reply === undefined) throw new Error(`${idempotency.subject}: no reply to keep for its Idempotency-Key`);
         // Stored as JSON text, not as an object: jsonb reorders keys, and a replay must be
         // byte-for-byte the first reply.
         em.create(IdempotencyEntity, { ...idempotency, status: 0, reply: JSON.stringify(reply), createdAt: new Date() });
