@@ -5,7 +5,7 @@
  * `internal` (logged with its cause, never sent) or, for a dependency that is down,
  * `unavailable`.
  */
-import { ErrorStatus, type ErrorBody, ErrorCode, type Issue } from '../subjects/index.js';
+import { ErrorStatus, type ErrorBody, ErrorCode, type Issue, MAX_BODY_BYTES } from '../subjects/index.js';
 
 export type Details = Record<string, unknown>;
 
@@ -41,6 +41,11 @@ export const fail = {
   sessionNotFound: () => new ServiceError(ErrorCode.session_not_found, 'session not found'),
   participantNotFound: (deviceId: string) =>
     new ServiceError(ErrorCode.participant_not_found, `device ${deviceId} has not joined this lobby`),
+  /** A request body over 256 KiB, on NATS and HTTP alike. */
+  payloadTooLarge: () =>
+    new ServiceError(ErrorCode.payload_too_large, `request body is over ${MAX_BODY_BYTES} bytes`, {
+      max_bytes: MAX_BODY_BYTES,
+    }),
 } as const;
 
 /** A wire error: status plus the `{"error": ...}` body. */

@@ -6,7 +6,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { MAX_BODY_BYTES, type HttpErrorBody, ErrorCode } from '../../subjects/index.js';
+import type { HttpErrorBody } from '../../subjects/index.js';
 import { ServiceError, fail, normalizeError, toWire } from '../errors.js';
 
 export function errorBody(err: ServiceError): HttpErrorBody {
@@ -21,18 +21,11 @@ export function sendError(reply: FastifyReply, err: ServiceError, status = err.s
   return reply.code(status).type('application/json; charset=utf-8').send(errorBody(err));
 }
 
-/** The same refusal the dispatcher gives on NATS for an oversized body. */
-export function tooLarge(): ServiceError {
-  return new ServiceError(ErrorCode.payload_too_large, `request body is over ${MAX_BODY_BYTES} bytes`, {
-    max_bytes: MAX_BODY_BYTES,
-  });
-}
-
 /** Anything thrown while serving a request -> a wire error. */
 export function toServiceError(err: unknown): ServiceError {
   if (err instanceof ServiceError) return err;
   const e = err as { code?: unknown; statusCode?: unknown; message?: unknown } | null;
-  if (e?.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return tooLarge();
+  if (e?.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return fail.payloadTooLarge();
   // Fastify's own client errors (bad Content-Length, bad URL encoding, bad media type): their
   // messages are fixed texts, safe to show.
   if (typeof e?.code === 'string' && e.code.startsWith('FST_') && typeof e.statusCode === 'number' && e.statusCode < 500) {

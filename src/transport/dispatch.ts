@@ -53,11 +53,7 @@ const badBody = (message: string) => fail.invalid(message, [{ path: '', message 
  */
 export function decodeBody(body: Uint8Array | string): Record<string, unknown> {
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
-  if (size > MAX_BODY_BYTES) {
-    throw new ServiceError(ErrorCode.payload_too_large, `request body is over ${MAX_BODY_BYTES} bytes`, {
-      max_bytes: MAX_BODY_BYTES,
-    });
-  }
+  if (size > MAX_BODY_BYTES) throw fail.payloadTooLarge();
   let text: string;
   try {
     text = typeof body === 'string' ? body : decoder.decode(body);
