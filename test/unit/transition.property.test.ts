@@ -12,6 +12,7 @@ import {
   wakeAt,
   type CreateContext,
 } from '../../src/measurement/transition.js';
+import { TO_LOBBY } from '../helpers/audience.js';
 
 // ---- setup ----------------------------------------------------------------------------------
 
@@ -45,14 +46,6 @@ const PHASE_TRIGGER: Partial<Record<string, EventName>> = {
   completed: 'measurement.session_complete',
   cancelled: 'measurement.session_cancelled',
 };
-/** The "(all)" events: to exactly the lobby's joined devices (`ctx.lobby_device_ids`). */
-const TO_LOBBY = new Set<EventName>([
-  'measurement.speaker_complete',
-  'measurement.session_complete',
-  'measurement.session_cancelled',
-  'measurement.error',
-  'measurement.analysis_results',
-]);
 const DEVICE_STEPS = new Set(['ready', 'speaker_audio_ready', 'recording_started', 'playback_complete', 'recording_uploaded', 'error']);
 const ADMIN_STEPS = new Set(['start_speaker', 'cancel', 'broadcast_results']);
 const REFUSALS = new Set(['forbidden', 'session_finished', 'wrong_phase', 'invalid_request']);

@@ -14,6 +14,7 @@ import {
   type CreateSessionInput,
   type LobbyView,
 } from '../../src/measurement/transition.js';
+import { TO_LOBBY } from '../helpers/audience.js';
 
 // ---- fixtures -------------------------------------------------------------------------------
 
@@ -114,14 +115,6 @@ function refusal(f: () => unknown): ServiceError {
 }
 
 const names = (bs: { event: EventName }[]) => bs.map((b) => b.event);
-/** The "(all)" events: they go to the lobby's joined devices, not only the session devices. */
-const TO_LOBBY = new Set<EventName>([
-  'measurement.speaker_complete',
-  'measurement.session_complete',
-  'measurement.session_cancelled',
-  'measurement.error',
-  'measurement.analysis_results',
-]);
 const phasesOf = (bs: TransitionResult['broadcasts']) =>
   bs.filter((b) => b.event === 'measurement.phase_update').map((b) => b.data.phase);
 
