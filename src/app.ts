@@ -9,14 +9,15 @@ import { InternalSubject } from '../subjects/index.js';
 import type { Config } from './config.js';
 import { Database } from './db/orm.js';
 import { createHttpServer } from './http/server.js';
+import { Lobbies } from './lobby/actor.js';
 import { createLobbyHandlers } from './lobby/handlers.js';
+import { createLobbyStore } from './lobby/store.js';
 import { createMeasurementHandlers } from './measurement/handlers.js';
 import { DeadlineScheduler } from './measurement/scheduler.js';
 import { Sessions } from './measurement/sessions.js';
 import { ensureStream, jetStreamDestination } from './outbox/jetstream.js';
 import { OutboxRelay } from './outbox/relay.js';
 import { gatewaySinkDestination } from './outbox/sink.js';
-import { UnitOfWork } from './outbox/unit-of-work.js';
 import { Dispatcher, type HandlerTable } from './transport/dispatch.js';
 import { IdempotencyStore } from './transport/idempotency.js';
 import { JoinGuard, TokenBuckets } from './transport/limits.js';
@@ -31,6 +32,7 @@ export interface App {
   relay: OutboxRelay;
   scheduler: DeadlineScheduler;
   sessions: Sessions;
+  lobbies: Lobbies;
   /** `http://host:port` the shim listens on. */
   httpUrl: string;
   /** Graceful stop: no new requests, finish in-flight ones, flush the outbox, drain, close. */
@@ -64,14 +66,15 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
           { holder, onStandbyNotify: () => nc.publish(kickSubject) },
         )
       : undefined;
-    const uow = new UnitOfWork(
-      db,
-      () => {
+    const lobbies = new Lobbies(createLobbyStore(db.sql), {
+      sink: sink !== undefined,
+      log: log.child({ component: 'lobbies' }),
+      // Committed events: wake the relays now (the lease holder publishes them).
+      onCommit: () => {
         relay.notify();
         sink?.notify();
       },
-      { sinkEnabled: sink !== undefined },
-    );
+    });
     relay = new OutboxRelay(db, jetStreamDestination(nc, jsm, config.nats, log.child({ component: 'relay' })), log.child({ component: 'relay' }), {
       holder,
       onStandbyNotify: () => nc.publish(kickSubject),
@@ -88,13 +91,13 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       },
     });
 
-    const sessions = new Sessions(db, uow, config);
+    const sessions = new Sessions(lobbies, db.sql, config);
     const scheduler = new DeadlineScheduler(sessions, log.child({ component: 'deadlines' }));
     const handlers: HandlerTable = {
-      ...createLobbyHandlers({ db, uow, config, sessions, joinGuard: new JoinGuard(config.limits.joinFailuresPerMinute) }),
-      ...createMeasurementHandlers({ uow, config, sessions }),
+      ...createLobbyHandlers({ lobbies, config, sessions, joinGuard: new JoinGuard(config.limits.joinFailuresPerMinute) }),
+      ...createMeasurementHandlers({ lobbies, config, sessions }),
     };
-    const idempotency = new IdempotencyStore(db);
+    const idempotency = new IdempotencyStore(db.sql);
     const dispatcher = new Dispatcher({
       handlers,
       log,
@@ -147,7 +150,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
         await http.close().catch((err) => log.warn({ err }, 'HTTP close failed'));
         await service.stop(config.shutdownTimeoutMs);
         await scheduler.stop();
-        await sessions.mailboxes.idle();
+        await lobbies.mailboxes.idle();
         await Promise.all([relay.stop(config.shutdownTimeoutMs), sink?.stop(config.shutdownTimeoutMs)]);
         kickSub.unsubscribe();
         await nc.drain().catch((err) => log.warn({ err }, 'NATS drain failed'));
@@ -155,7 +158,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
         log.info('shut down cleanly');
       })());
 
-    return { config, db, nc, dispatcher, http, relay, scheduler, sessions, httpUrl, stop };
+    return { config, db, nc, dispatcher, http, relay, scheduler, sessions, lobbies, httpUrl, stop };
   } catch (err) {
     for (const c of cleanup) await c().catch(() => undefined);
     throw err;

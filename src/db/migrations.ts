@@ -103,4 +103,137 @@ class Migration001Initial extends Migration {
   }
 }
 
-export const migrationsList = [{ name: 'Migration001Initial', class: Migration001Initial }];
+/**
+ * The one-round-trip command path (src/lobby/store.ts):
+ * - `lobbies.version`, bumped by every write of a lobby's aggregate (the lobby row, its
+ *   participants, its sessions, its events): replicas cache a lobby and write through with this
+ *   version as the check, so a decision taken from a stale cache is never applied.
+ * - `lobbies.last_event_id`: the lobby's newest event, so the relay can tell whether a batch it
+ *   is handed follows the last one it published.
+ * - `lobby_state(lobby, session)`: a lobby's whole aggregate as one JSON value (one round trip
+ *   to load it, and the fresh state returned by a refused write).
+ * - `lobby_apply(change)`: a command's writes as one call, in one transaction. It takes the lobby
+ *   row lock FIRST and only then compares versions and writes: every statement in a plpgsql
+ *   function takes a fresh snapshot, so the check sees whatever committed before the lock was
+ *   granted (a single CTE statement would decide from the snapshot taken before it waited).
+ *   Events are inserted under that lock, in emit order, so a lobby's ids commit in id order.
+ * No `?` anywhere in these bodies: MikroORM's migration runner would take it for a parameter.
+ */
+class Migration002OneRoundTrip extends Migration {
+  override async up(): Promise<void> {
+    this.addSql(`alter table lobbies add column version int not null default 1, add column last_event_id bigint`);
+    this.addSql(`update lobbies l set last_event_id = (select max(e.id) from lobby_events e where e.lobby_id = l.id)`);
+    this.addSql(`create index participants_lobby on participants (lobby_id, id)`);
+    this.addSql(`create index measurement_sessions_lobby on measurement_sessions (lobby_id)`);
+    this.addSql(`
+      create or replace function lobby_state(lid uuid, sid uuid default null) returns jsonb
+      language sql stable as $fn$
+        select jsonb_build_object(
+          'lobby', to_jsonb(l),
+          'members', coalesce((select jsonb_agg(to_jsonb(p) order by p.id) from participants p where p.lobby_id = l.id), '[]'::jsonb),
+          'sessions', coalesce((
+            select jsonb_agg(jsonb_build_object('id', s.id, 'doc', s.doc, 'version', s.version))
+            from measurement_sessions s
+            where s.lobby_id = l.id and (s.id = l.active_session_id or s.id = sid)), '[]'::jsonb))
+        from lobbies l where l.id = lid
+      $fn$`);
+    this.addSql(`
+      create or replace function lobby_apply(c jsonb) returns jsonb
+      language plpgsql as $fn$
+      declare
+        lid uuid := (c->>'lobby_id')::uuid;
+        lob jsonb := c->'lobby';
+        sess jsonb := c->'session';
+        cur record;
+        found_version int;
+        prev bigint;
+        ids bigint[];
+        new_version int;
+        session_version int;
+      begin
+        if jsonb_typeof(c->'expect_version') = 'number' then
+          select version, last_event_id into cur from lobbies where id = lid for update;
+          if not found then
+            return jsonb_build_object('ok', false, 'reason', 'missing');
+          end if;
+          if cur.version <> (c->>'expect_version')::int then
+            return jsonb_build_object('ok', false, 'reason', 'stale', 'state', lobby_state(lid, (sess->>'id')::uuid));
+          end if;
+          if sess is not null and jsonb_typeof(sess->'expect_version') = 'number' then
+            select version into found_version from measurement_sessions where id = (sess->>'id')::uuid and lobby_id = lid;
+            if found_version is distinct from (sess->>'expect_version')::int then
+              return jsonb_build_object('ok', false, 'reason', 'stale', 'state', lobby_state(lid, (sess->>'id')::uuid));
+            end if;
+          end if;
+          prev := cur.last_event_id;
+          new_version := cur.version + 1;
+        else
+          -- A new lobby (lobby.create); a taken code raises unique_violation on lobbies_open_code.
+          insert into lobbies (id, code, creator_device_id, admin_device_id, state, max_participants, room,
+                               step_index, profile_id, active_session_id, created_at, updated_at, closed_at, version)
+          values (lid, lob->>'code', lob->>'creator_device_id', lob->>'admin_device_id', lob->>'state',
+                  (lob->>'max_participants')::int, null, null, null, null,
+                  (lob->>'created_at')::timestamptz, (lob->>'updated_at')::timestamptz, null, 1);
+          prev := null;
+          new_version := 1;
+        end if;
+
+        insert into participants as p (lobby_id, device_id, role, role_slot_id, role_slot_label, status, connected, kicked, joined_at, left_at)
+        select lid, m.device_id, m.role, m.role_slot_id, m.role_slot_label, m.status, m.connected, m.kicked, m.joined_at, m.left_at
+        from rows from (jsonb_to_recordset(c->'members') as (device_id text, role text, role_slot_id text, role_slot_label text,
+             status text, connected boolean, kicked boolean, joined_at timestamptz, left_at timestamptz))
+             with ordinality as m(device_id, role, role_slot_id, role_slot_label, status, connected, kicked, joined_at, left_at, n)
+        order by m.n
+        on conflict (lobby_id, device_id) do update set
+          role = excluded.role, role_slot_id = excluded.role_slot_id, role_slot_label = excluded.role_slot_label,
+          status = excluded.status, connected = excluded.connected, kicked = excluded.kicked, left_at = excluded.left_at;
+
+        if sess is not null then
+          if jsonb_typeof(sess->'expect_version') = 'number' then
+            update measurement_sessions set state = sess->>'state', phase = sess->>'phase',
+              wake_at = (sess->>'wake_at')::timestamptz, doc = sess->'doc',
+              updated_at = (sess->>'updated_at')::timestamptz, version = version + 1
+            where id = (sess->>'id')::uuid
+            returning version into session_version;
+          else
+            insert into measurement_sessions (id, lobby_id, job_id, state, phase, wake_at, doc, created_at, updated_at, version)
+            values ((sess->>'id')::uuid, lid, sess->>'job_id', sess->>'state', sess->>'phase', (sess->>'wake_at')::timestamptz,
+                    sess->'doc', (sess->>'created_at')::timestamptz, (sess->>'updated_at')::timestamptz, 1);
+            session_version := 1;
+          end if;
+        end if;
+
+        with ins as (
+          insert into lobby_events (lobby_id, session_id, type, payload, targets, created_at, published_at, sink_delivered_at)
+          select lid, (e->>'session_id')::uuid, e->>'type', e->'payload', e->'targets', (e->>'created_at')::timestamptz, null,
+                 case when (c->>'sink')::boolean then null else (e->>'created_at')::timestamptz end
+          from jsonb_array_elements(c->'events') with ordinality as x(e, n)
+          order by x.n
+          returning id)
+        select array_agg(id order by id) into ids from ins;
+
+        update lobbies set
+          admin_device_id = lob->>'admin_device_id', state = lob->>'state', room = nullif(lob->'room', 'null'::jsonb),
+          step_index = (lob->>'step_index')::int, profile_id = lob->>'profile_id',
+          active_session_id = (lob->>'active_session_id')::uuid, updated_at = (lob->>'updated_at')::timestamptz,
+          closed_at = (lob->>'closed_at')::timestamptz, version = new_version,
+          last_event_id = coalesce(ids[array_length(ids, 1)], last_event_id)
+        where id = lid;
+
+        if c->'idempotency' is not null and jsonb_typeof(c->'idempotency') = 'object' then
+          insert into idempotency_keys (device_id, key, subject, request_hash, status, reply, created_at)
+          values (c->'idempotency'->>'device_id', c->'idempotency'->>'key', c->'idempotency'->>'subject',
+                  c->'idempotency'->>'request_hash', 0, c->'idempotency'->'reply', now());
+        end if;
+
+        return jsonb_build_object('ok', true, 'version', new_version, 'session_version', session_version,
+                                  'prev_event_id', prev, 'event_ids', coalesce(to_jsonb(ids), '[]'::jsonb));
+      end
+      $fn$`);
+  }
+}
+
+export const migrationsList = [
+  { name: 'Migration001Initial', class: Migration001Initial },
+  { name: 'Migration002OneRoundTrip', class: Migration002OneRoundTrip },
+];

@@ -1,6 +1,6 @@
 /** Rows -> the contract's `Lobby` and `Participant` objects. */
 import type { Lobby, Participant } from '../../subjects/index.js';
-import type { LobbyRow, ParticipantRow } from '../db/entities.js';
+import type { LobbyRow, ParticipantRow } from './model.js';
 import { isJoined } from './rules.js';
 
 export const iso = (d: Date): string => d.toISOString();

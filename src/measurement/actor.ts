@@ -1,10 +1,11 @@
 /**
- * One in-process actor per measurement session: a mailbox that runs one step at a time for
- * its session, in arrival order. A mailbox exists only while it has work; it is created on the
- * first message and dropped when it drains, so idle sessions cost nothing.
+ * Mailboxes: one queue per key that runs one message at a time, in arrival order. The lobby
+ * actors (src/lobby/actor.ts) key them by lobby id; a measurement session's steps run in its
+ * lobby's mailbox. A mailbox exists only while it has work; it is created on the first message
+ * and dropped when it drains, so idle lobbies and sessions cost nothing.
  *
- * Across replicas, steps of one session are serialised by the lobby row lock and the session's
- * version column (see sessions.ts); the mailbox spares this replica from racing itself.
+ * Across replicas, a lobby's writers are serialised by its row lock and version (see
+ * lobby_apply); the mailbox spares this replica from racing itself.
  */
 export class Mailboxes {
   private readonly tails = new Map<string, Promise<unknown>>();
@@ -25,7 +26,12 @@ export class Mailboxes {
     return next;
   }
 
-  /** Sessions with queued or running steps. */
+  /** Whether `key` has queued or running work. */
+  busy(key: string): boolean {
+    return this.tails.has(key);
+  }
+
+  /** Keys with queued or running work. */
   get active(): number {
     return this.tails.size;
   }

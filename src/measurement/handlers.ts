@@ -4,11 +4,9 @@
  */
 import { DEFAULT_SIGNAL_DURATION_SECONDS, type ReplyOf, type RequestOf, type Subject } from '../../subjects/index.js';
 import type { Config } from '../config.js';
-import { SessionEntity } from '../db/entities.js';
+import type { Lobbies } from '../lobby/actor.js';
 import { joinedDeviceIds } from '../lobby/rules.js';
-import { loadParticipants, lockLobby } from '../lobby/store.js';
 import { toLobby } from '../lobby/view.js';
-import type { UnitOfWork } from '../outbox/unit-of-work.js';
 import type { CommandContext } from '../transport/context.js';
 import type { Handler, HandlerTable } from '../transport/dispatch.js';
 import type { Step } from './model.js';
@@ -16,7 +14,7 @@ import type { Sessions } from './sessions.js';
 import { createSession, sessionDevices, statusOf } from './transition.js';
 
 export interface MeasurementDeps {
-  uow: UnitOfWork;
+  lobbies: Lobbies;
   config: Config;
   sessions: Sessions;
 }
@@ -56,7 +54,7 @@ const steps = {
   }),
 } as const satisfies Partial<Record<Subject, (r: never, d: string) => Step>>;
 
-export function createMeasurementHandlers({ uow, config, sessions }: MeasurementDeps) {
+export function createMeasurementHandlers({ lobbies, config, sessions }: MeasurementDeps) {
   const stepHandlers = Object.fromEntries(
     Object.entries(steps).map(([subject, toStep]) => [
       subject,
@@ -72,58 +70,50 @@ export function createMeasurementHandlers({ uow, config, sessions }: Measurement
       req: RequestOf<'measurement.create_session'>,
       ctx: CommandContext,
     ): Promise<ReplyOf<'measurement.create_session'>> {
-      return uow.run(async (tx) => {
-        const lobby = await lockLobby(tx.em, req.lobby_id);
-        const members = await loadParticipants(tx.em, lobby.id);
-        const view = toLobby(lobby, members);
-        const now = Date.now();
-        const m = config.measurement;
-        const result = createSession(
-          { ...req, session_id: crypto.randomUUID(), device_id: ctx.deviceId },
-          view,
-          {
-            ...sessions.stepContext(lobby, joinedDeviceIds(members), now),
-            defaults: {
-              ready_ms: m.readyMs,
-              audio_ms: m.audioMs,
-              recording_start_ms: m.recordingStartMs,
-              playback_grace_ms: m.playbackGraceMs,
-              upload_ms: m.uploadMs,
+      return lobbies.run(
+        { lobbyId: req.lobby_id },
+        (tx) => {
+          const { lobby, members } = tx;
+          const view = toLobby(lobby, members);
+          const now = Date.now();
+          const m = config.measurement;
+          const result = createSession(
+            { ...req, session_id: crypto.randomUUID(), device_id: ctx.deviceId },
+            view,
+            {
+              ...sessions.stepContext(lobby, joinedDeviceIds(members), now),
+              defaults: {
+                ready_ms: m.readyMs,
+                audio_ms: m.audioMs,
+                recording_start_ms: m.recordingStartMs,
+                playback_grace_ms: m.playbackGraceMs,
+                upload_ms: m.uploadMs,
+              },
+              default_signal_duration_seconds: DEFAULT_SIGNAL_DURATION_SECONDS,
+              default_next_speaker_delay_ms: m.nextSpeakerDelayMs,
             },
-            default_signal_duration_seconds: DEFAULT_SIGNAL_DURATION_SECONDS,
-            default_next_speaker_delay_ms: m.nextSpeakerDelayMs,
-          },
-        );
-        const s = result.session;
-        // A listed device the Gateway reported disconnected (and not back since) counts as
-        // disconnected from now on: presence is reported on change only, so the session would
-        // otherwise wait for a whole phase deadline instead of the grace period.
-        const listed = new Set(sessionDevices(s));
-        for (const p of view.participants) {
-          if (!p.connected && listed.has(p.device_id)) s.disconnected[p.device_id] = now;
-        }
-        const row = tx.em.create(SessionEntity, {
-          id: s.session_id,
-          lobbyId: s.lobby_id,
-          jobId: s.job_id,
-          state: s.state,
-          phase: s.phase,
-          wakeAt: null,
-          doc: s,
-          createdAt: new Date(s.created_at),
-          updatedAt: new Date(s.updated_at),
-        });
-        await sessions.persist(tx, { lobby, members }, row, result);
-        return {
-          session_id: s.session_id,
-          job_id: s.job_id,
-          lobby_id: s.lobby_id,
-          state: s.state,
-          total_speakers: s.speakers.length,
-          total_microphones: s.microphones.length,
-          audio_duration_seconds: s.signal_duration_seconds,
-        };
-      }, ctx.idempotency);
+          );
+          const s = result.session;
+          // A listed device the Gateway reported disconnected (and not back since) counts as
+          // disconnected from now on: presence is reported on change only, so the session would
+          // otherwise wait for a whole phase deadline instead of the grace period.
+          const listed = new Set(sessionDevices(s));
+          for (const p of view.participants) {
+            if (!p.connected && listed.has(p.device_id)) s.disconnected[p.device_id] = now;
+          }
+          sessions.persist(tx, null, result);
+          return {
+            session_id: s.session_id,
+            job_id: s.job_id,
+            lobby_id: s.lobby_id,
+            state: s.state,
+            total_speakers: s.speakers.length,
+            total_microphones: s.microphones.length,
+            audio_duration_seconds: s.signal_duration_seconds,
+          };
+        },
+        { idempotency: ctx.idempotency },
+      );
     },
 
     async 'measurement.session_status'(

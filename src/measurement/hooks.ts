@@ -1,18 +1,13 @@
-/** What lobby commands need from the measurement side, inside their own transaction. */
-import type { LobbyRow, ParticipantRow } from '../db/entities.js';
-import type { Tx } from '../outbox/unit-of-work.js';
+/** What lobby commands need from the measurement side, inside their lobby's actor. */
+import type { Draft } from '../lobby/draft.js';
 import type { Step } from './model.js';
 
 export interface SessionHooks {
   /**
    * Applies an internal step (`participant_left`, `presence`, `lobby_closed`) to the lobby's
-   * unfinished session, if any, in the caller's transaction (the lobby row is already locked).
+   * unfinished session, if any, as part of the command `tx` (one write, one transaction).
    */
-  applyToActive(
-    tx: Tx,
-    loaded: { lobby: LobbyRow; members: ParticipantRow[] },
-    step: Extract<Step, { kind: 'participant_left' | 'presence' | 'lobby_closed' }>,
-  ): Promise<void>;
+  applyToActive(tx: Draft, step: Extract<Step, { kind: 'participant_left' | 'presence' | 'lobby_closed' }>): Promise<void>;
   /** Devices listed by the lobby's unfinished session (empty when there is none). */
-  listedDevices(tx: Tx, lobby: LobbyRow): Promise<Set<string>>;
+  listedDevices(tx: Draft): Promise<Set<string>>;
 }

@@ -1,41 +1,38 @@
 /**
- * Session persistence and step execution: load -> pure transition -> write the session, its
- * broadcasts and the lobby effect in one transaction -> reply.
- *
- * Every step locks the lobby row first (the same lock lobby commands take), so a lobby's
- * writers are serialised and its event ids commit in order; the session row's version column
- * additionally guarantees that two replicas can never both apply a transition to the same
- * version (a conflict reruns the step on fresh state).
+ * Session steps: the session actor. Each step runs in its lobby's actor (src/lobby/actor.ts)
+ * on the cached session and lobby: pure transition -> the session document, its broadcasts and
+ * the lobby effect, written in one `lobby_apply` call that checks both the lobby's and the
+ * session's versions -> reply. A conflict with another replica decides the step again on the
+ * fresh state, so two replicas can never both apply a transition to one session version: each
+ * deadline and trigger fires exactly once.
  */
 import { EventName, type StepReply } from '../../subjects/index.js';
 import type { Config } from '../config.js';
-import { SessionEntity, type LobbyRow, type ParticipantRow, type SessionRow } from '../db/entities.js';
-import type { Database, Em } from '../db/orm.js';
+import type { Sql } from '../db/sql.js';
 import { fail } from '../errors.js';
+import type { Lobbies } from '../lobby/actor.js';
+import type { Draft } from '../lobby/draft.js';
+import type { LobbyRow, SessionRecord } from '../lobby/model.js';
 import { joinedDeviceIds } from '../lobby/rules.js';
-import { isUuid, loadParticipants, lockLobby } from '../lobby/store.js';
+import { isUuid } from '../lobby/store.js';
 import { toLobby } from '../lobby/view.js';
-import type { Tx, UnitOfWork } from '../outbox/unit-of-work.js';
 import type { CommandContext } from '../transport/context.js';
-import { Mailboxes } from './actor.js';
 import type { SessionHooks } from './hooks.js';
 import type { Session, Step, StepContext, TransitionResult } from './model.js';
 import { sessionDevices, transition, wakeAt } from './transition.js';
 
-interface Loaded {
-  lobby: LobbyRow;
-  /** Every participant row of the lobby (kicked ones included), in join order. */
-  members: ParticipantRow[];
-}
+/** Sessions whose wake time has passed, oldest first. */
+const DUE = `select id from measurement_sessions where wake_at <= $1::timestamptz order by wake_at limit $2`;
+/** The earliest wake time of any session. */
+const NEXT_WAKE = `select (extract(epoch from min(wake_at)) * 1000)::float8 as wake_ms from measurement_sessions where wake_at is not null`;
 
 export class Sessions implements SessionHooks {
-  readonly mailboxes = new Mailboxes();
   /** Called with the new wake time after a transition (re-arms the deadline scheduler). */
   onWake: (at: number) => void = () => undefined;
 
   constructor(
-    private readonly db: Database,
-    private readonly uow: UnitOfWork,
+    private readonly lobbies: Lobbies,
+    private readonly sql: Sql,
     private readonly config: Config,
   ) {}
 
@@ -51,8 +48,8 @@ export class Sessions implements SessionHooks {
   }
 
   /**
-   * Runs one step through the session's mailbox and its own transaction. `shape` turns the
-   * step reply into the command's reply (stored as is for an `Idempotency-Key`).
+   * Runs one step in the session's actor and commits it. `shape` turns the step reply into the
+   * command's reply (stored as is for an `Idempotency-Key`).
    */
   step<R = StepReply>(
     sessionId: string,
@@ -61,14 +58,13 @@ export class Sessions implements SessionHooks {
     shape: (r: StepReply) => R = (r) => r as R,
   ): Promise<R> {
     if (!isUuid(sessionId)) return Promise.reject(fail.sessionNotFound());
-    return this.mailboxes.send(sessionId, () =>
-      this.uow.run(async (tx) => {
-        const lobbyId = await lobbyOf(tx.em, sessionId);
-        const lobby = await lockLobby(tx.em, lobbyId);
-        const loaded: Loaded = { lobby, members: await loadParticipants(tx.em, lobbyId) };
-        const row = await tx.em.findOneOrFail(SessionEntity, { id: sessionId });
-        const result = transition(row.doc, step, this.stepContext(lobby, joinedDeviceIds(loaded.members)));
-        await this.persist(tx, loaded, row, result);
+    return this.lobbies.run(
+      { sessionId },
+      async (tx) => {
+        const record = await tx.session(sessionId);
+        if (!record) throw fail.sessionNotFound();
+        const result = transition(record.doc, step, this.stepContext(tx.lobby, joinedDeviceIds(tx.members)));
+        this.persist(tx, record, result);
         return shape({
           ok: true,
           session_id: sessionId,
@@ -76,33 +72,29 @@ export class Sessions implements SessionHooks {
           state: result.session.state,
           phase: result.session.phase,
         });
-      }, ctx?.idempotency),
+      },
+      { idempotency: ctx?.idempotency },
     );
   }
 
-  /** Writes a transition's outcome: session row, broadcasts, lobby effect. */
-  async persist(tx: Tx, loaded: Loaded, row: SessionRow, result: TransitionResult, applyLobby = true): Promise<void> {
+  /**
+   * Writes a transition's outcome into the command: the session (when it changed), its
+   * broadcasts, and the lobby effect. `base` is the stored record it was decided from (null for
+   * a new session).
+   */
+  persist(tx: Draft, base: SessionRecord | null, result: TransitionResult, applyLobby = true): void {
     const session = result.session;
     const wake = wakeAt(session, { presence_grace_ms: this.config.measurement.presenceGraceMs });
-    const wakeDate = wake === null ? null : new Date(wake);
-    if (session !== row.doc) {
-      row.doc = session;
-      row.state = session.state;
-      row.phase = session.phase;
-      row.updatedAt = new Date(session.updated_at);
-    }
-    if ((row.wakeAt?.getTime() ?? null) !== wake) row.wakeAt = wakeDate;
+    if (base === null || session !== base.doc) tx.writeSession(session.session_id, base, session, wake);
     for (const b of result.broadcasts) {
-      tx.emit({ lobbyId: session.lobby_id, sessionId: session.session_id, event: b.event, data: b.data, targets: b.targets });
+      tx.emit({ sessionId: session.session_id, event: b.event, data: b.data, targets: b.targets });
     }
     if (result.lobby && applyLobby) {
-      const { lobby } = loaded;
+      const { lobby, members } = tx;
       if (lobby.state !== 'closed') lobby.state = result.lobby.state;
       lobby.activeSessionId = result.lobby.active_session_id;
       lobby.updatedAt = new Date();
-      const { members } = loaded;
       tx.emit({
-        lobbyId: lobby.id,
         event: EventName['lobby.updated'],
         data: {
           type: 'state_changed',
@@ -117,75 +109,53 @@ export class Sessions implements SessionHooks {
     if (wake !== null) this.onWake(wake);
   }
 
-  /** The lobby's unfinished session row, if any. */
-  private async active(em: Em, lobby: LobbyRow): Promise<SessionRow | null> {
-    if (!lobby.activeSessionId) return null;
-    const row = await em.findOne(SessionEntity, { id: lobby.activeSessionId });
-    return row && (row.state === 'created' || row.state === 'running') ? row : null;
+  /** The lobby's unfinished session, if any. */
+  private async active(tx: Draft): Promise<SessionRecord | null> {
+    const id = tx.lobby.activeSessionId;
+    if (!id) return null;
+    const record = await tx.session(id);
+    return record && (record.doc.state === 'created' || record.doc.state === 'running') ? record : null;
   }
 
-  // ---- SessionHooks: lobby commands touching the session, in their own transaction --------
+  // ---- SessionHooks: lobby commands touching the session, in the same command ---------------
 
-  async applyToActive(
-    tx: Tx,
-    loaded: Loaded,
-    step: Extract<Step, { kind: 'participant_left' | 'presence' | 'lobby_closed' }>,
-  ): Promise<void> {
-    const row = await this.active(tx.em, loaded.lobby);
-    if (!row) return;
-    const result = transition(row.doc, step, this.stepContext(loaded.lobby, joinedDeviceIds(loaded.members)));
+  async applyToActive(tx: Draft, step: Extract<Step, { kind: 'participant_left' | 'presence' | 'lobby_closed' }>): Promise<void> {
+    const record = await this.active(tx);
+    if (!record) return;
+    const result = transition(record.doc, step, this.stepContext(tx.lobby, joinedDeviceIds(tx.members)));
     // Closing the lobby sets its state itself; the session's "back to open" does not apply.
-    await this.persist(tx, loaded, row, result, step.kind !== 'lobby_closed');
+    this.persist(tx, record, result, step.kind !== 'lobby_closed');
   }
 
-  async listedDevices(tx: Tx, lobby: LobbyRow): Promise<Set<string>> {
-    const row = await this.active(tx.em, lobby);
-    return new Set(row ? sessionDevices(row.doc) : []);
+  async listedDevices(tx: Draft): Promise<Set<string>> {
+    const record = await this.active(tx);
+    return new Set(record ? sessionDevices(record.doc) : []);
   }
 
   /** A session readable by members of its lobby (joined or left, not kicked). */
   async read(sessionId: string, deviceId: string | null): Promise<Session> {
-    if (!isUuid(sessionId)) throw fail.sessionNotFound();
-    return this.db.read(async (em) => {
-      const row = await em.findOne(SessionEntity, { id: sessionId });
-      if (!row) throw fail.sessionNotFound();
-      if (deviceId !== null) {
-        const members = await loadParticipants(em, row.lobbyId);
-        const me = members.find((m) => m.deviceId === deviceId);
-        if (!me || me.kicked) throw fail.forbidden('only members of the lobby may read its sessions');
-      }
-      return row.doc;
-    });
+    const found = await this.lobbies.store.session(sessionId);
+    if (!found) throw fail.sessionNotFound();
+    if (deviceId !== null && !(await this.lobbies.store.isMember(found.lobbyId, deviceId))) {
+      throw fail.forbidden('only members of the lobby may read its sessions');
+    }
+    return found.doc;
   }
 
-  /** Sessions whose wake time has passed (deadline or presence grace), oldest first. */
+  /** Sessions whose wake time has passed (deadline, presence grace, next speaker), oldest first. */
   async due(now: number, limit = 100): Promise<string[]> {
-    return this.db.read(async (em) => {
-      const rows = await em.find(
-        SessionEntity,
-        { wakeAt: { $lte: new Date(now) } },
-        { fields: ['id'], orderBy: { wakeAt: 'asc' }, limit },
-      );
-      return rows.map((r) => r.id);
-    });
+    const rows = await this.sql.query<{ id: string }>(DUE, [new Date(now).toISOString(), limit]);
+    return rows.map((r) => r.id);
   }
 
   /** The earliest wake time of any session, or null. */
   async nextWake(): Promise<number | null> {
-    return this.db.read(async (em) => {
-      const row = await em.findOne(SessionEntity, { wakeAt: { $ne: null } }, { fields: ['wakeAt'], orderBy: { wakeAt: 'asc' } });
-      return row?.wakeAt ? row.wakeAt.getTime() : null;
-    });
+    const row = await this.sql.one<{ wake_ms: number | null }>(NEXT_WAKE);
+    return row?.wake_ms === null || row?.wake_ms === undefined ? null : Number(row.wake_ms);
   }
 
   /** Fires whatever is due for a session (a no-op when another replica already did). */
   async tick(sessionId: string): Promise<StepReply> {
     return this.step(sessionId, { kind: 'tick' });
   }
-}
-
-async function lobbyOf(em: Em, sessionId: string): Promise<string> {
-  const rows = await em.execute<{ lobby_id: string }[]>('select lobby_id from measurement_sessions where id = ?', [sessionId]);
-  if (!rows[0]) throw fail.sessionNotFound();
-  return rows[0].lobby_id;
 }

@@ -1,6 +1,6 @@
 /** What a handler knows about the request it serves, whatever the transport. */
 import type { Logger } from 'pino';
-import type { IdempotencySpec } from '../outbox/unit-of-work.js';
+import type { IdempotencySpec } from './idempotency.js';
 
 export interface CommandContext {
   /** The acting device (`Device-Id`, or the v1 body's device field over HTTP). */

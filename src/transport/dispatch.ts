@@ -179,7 +179,10 @@ export class Dispatcher {
       if (prior) return replayed(prior, ctx);
     }
     try {
-      return { ok: true, reply: await handler(req, ctx) };
+      const reply = await handler(req, ctx);
+      // A command that wrote nothing of a lobby (a read, presence) did not keep its reply.
+      if (key && !key.kept) await this.deps.idempotency.storeSuccess(key, reply);
+      return { ok: true, reply };
     } catch (err) {
       if (key && isKeyRace(err)) {
         const prior = await this.deps.idempotency.find(key);

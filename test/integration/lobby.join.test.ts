@@ -1,8 +1,9 @@
 // lobby.create and lobby.join end to end over NATS, as the Gateway sends them.
 import { describe, expect, it } from 'vitest';
 import { LOBBY_CODE, Lobby } from '../../subjects/index.js';
-import { device } from '../helpers/service.js';
-import { Tap, withTappedHarness, type Harness, expectError, expectTargets, getLobby, lobbyWith, settle } from '../helpers/lobby.js';
+import { device, startService } from '../helpers/service.js';
+
+import { Tap, withTappedHarness, type Harness, expectError, expectTargets, getLobby, lobbyStream, lobbyWith, loggedIds, settle } from '../helpers/lobby.js';
 
 let h: Harness;
 let tap: Tap;
@@ -196,5 +197,46 @@ describe('lobby.join', () => {
     // Each broadcast shows the lobby as it was right after that join: 2, 3, 4, 5 members.
     expect(joins.map((b) => (b.data.lobby as Lobby).participants.length)).toEqual([2, 3, 4, 5]);
     expect(lobby.participants.map((p) => p.device_id)).toEqual([admin, ...joins.map((b) => b.data.device_id)]);
+  });
+
+  it('lobby - two replicas with cached lobbies: racing joins and leaves never exceed max_participants, ids in order', async () => {
+    // A second replica on the same database, NATS subjects and stream: the queue group spreads
+    // the requests over both, and each decides from its own cached copy of the lobby.
+    const second = await startService(h.env.env);
+    try {
+      const { admin, code, id } = await lobbyWith(h.client, 0, { max_participants: 6 });
+      const devices = Array.from({ length: 30 }, (_, i) => device(`race${i}`));
+      const replies = await Promise.all(devices.map((d) => h.client.send('lobby.join', d, { code })));
+      const winners = devices.filter((_, i) => replies[i]!.ok);
+      expect(winners).toHaveLength(5);
+      for (const r of replies.filter((r) => !r.ok)) expectError(r, 'lobby_full');
+      // Two leave, two others race for the two free places, on both replicas again.
+      const leaving = winners.slice(0, 2);
+      const losers = devices.filter((d) => !winners.includes(d));
+      const [, again] = await Promise.all([
+        Promise.all(leaving.map((d) => h.client.call('lobby.leave', d, { lobby_id: id }))),
+        Promise.all(losers.map((d) => h.client.send('lobby.join', d, { code }))),
+      ]);
+      const lobby = await getLobby(h.client, id);
+      expect(lobby.participants.length).toBeLessThanOrEqual(6);
+      const late = losers.filter((_, i) => again[i]!.ok);
+      expect(late.length).toBeLessThanOrEqual(2);
+      expect(lobby.participants.map((p) => p.device_id).sort()).toEqual(
+        [admin, ...winners.filter((d) => !leaving.includes(d)), ...late].sort(),
+      );
+      // Every committed change was broadcast once, in id order, each showing at most 6 members.
+      const ids = await loggedIds(h.app, id);
+      const bs = await settle(tap, h.app, id);
+      expect(bs.map((b) => b.id)).toEqual(ids);
+      for (const b of bs) expect((b.data.lobby as Lobby).participants.length).toBeLessThanOrEqual(6);
+      const stored = await lobbyStream(h.client.nc, h.env.stream, h.env.prefix, id);
+      expect(stored.map((m) => m.body.id)).toEqual(ids);
+      // The replicas did decide from stale copies, and the version check caught it.
+      expect(h.app.lobbies.conflicts + second.lobbies.conflicts).toBeGreaterThan(0);
+      // The last broadcast is the lobby as it is now.
+      expect(bs.at(-1)!.data.lobby).toEqual(lobby);
+    } finally {
+      await second.stop();
+    }
   });
 });

@@ -1,0 +1,284 @@
+/**
+ * One in-process actor per lobby: a mailbox that runs the lobby's commands, and the steps of
+ * its measurement sessions, one at a time, on a cached copy of the lobby's aggregate.
+ *
+ * A command decides from the cached state, then writes through with one `lobby_apply` call
+ * that checks the lobby's version under its row lock. If another replica changed the lobby
+ * meanwhile, the call changes nothing and returns the fresh state; the command is decided again
+ * on it. So a decision is only ever applied to the state it was taken from, and a command that
+ * finds its lobby cached costs one round trip. Decisions that write nothing (refusals,
+ * duplicates, no-ops) are confirmed against the lobby's current version before they are
+ * answered: nothing is refused or answered from a stale cache.
+ *
+ * A session's steps run in its lobby's mailbox: each step also writes the lobby's event log, and
+ * the lobby row lock orders a lobby's events. The session actor is thus hosted by its lobby's.
+ *
+ * The cache is bounded (least recently used lobbies without queued work are dropped); a dropped
+ * lobby is loaded again, in one round trip, by its next command.
+ */
+import type { Logger } from 'pino';
+import { fail, ServiceError } from '../errors.js';
+import { Mailboxes } from '../measurement/actor.js';
+import type { IdempotencySpec } from '../transport/idempotency.js';
+import { Draft } from './draft.js';
+import { aggregateFromJson, type Aggregate, type LobbyRow, type ParticipantRow } from './model.js';
+import { isUuid, type LobbyStore } from './store.js';
+
+/** One committed write's broadcasts of one lobby, in id order (handed to the relays). */
+export interface CommitBatch {
+  lobbyId: string;
+  /** The lobby's newest event id before this batch (null: none). */
+  prevEventId: number | null;
+  rows: EventRow[];
+}
+
+export interface EventRow {
+  id: number;
+  lobbyId: string;
+  sessionId: string | null;
+  type: string;
+  payload: Record<string, unknown>;
+  targets: string[];
+  createdAt: Date;
+}
+
+/** How a command names its lobby. */
+export type LobbyRef = { lobbyId: string } | { code: string } | { sessionId: string };
+
+export interface LobbiesOptions {
+  /** Whether the v1 sink is on: its rows then start undelivered. */
+  sink: boolean;
+  /** Called after every commit that wrote events (hands them to the relays). */
+  onCommit: (batch: CommitBatch) => void;
+  /** Most lobbies kept in memory. */
+  maxCached?: number;
+  log: Logger;
+}
+
+/** Attempts before a command gives up on a lobby that other replicas keep changing. */
+const MAX_ATTEMPTS = 20;
+const DEFAULT_MAX_CACHED = 4_096;
+
+export class Lobbies {
+  readonly mailboxes = new Mailboxes();
+  private readonly cache = new Map<string, Aggregate>();
+  /** Code -> lobby id of cached lobbies that are not closed. */
+  private readonly codes = new Map<string, string>();
+  /** Session id -> lobby id of cached sessions. */
+  private readonly sessionLobby = new Map<string, string>();
+  private readonly maxCached: number;
+  /** Commands decided again after a conflict with another replica (for logs and benchmarks). */
+  conflicts = 0;
+
+  constructor(
+    readonly store: LobbyStore,
+    private readonly opts: LobbiesOptions,
+  ) {
+    this.maxCached = opts.maxCached ?? DEFAULT_MAX_CACHED;
+  }
+
+  /** Lobbies currently cached. */
+  get cached(): number {
+    return this.cache.size;
+  }
+
+  /**
+   * Runs `decide` on the lobby's aggregate in its mailbox and commits what it changed, with
+   * the command's reply for its Idempotency-Key, in one transaction. Throws `lobby_not_found`
+   * (or `notFound()`) when the lobby does not exist.
+   */
+  async run<T>(
+    ref: LobbyRef,
+    decide: (tx: Draft) => T | Promise<T>,
+    opts: { idempotency?: IdempotencySpec; notFound?: () => ServiceError } = {},
+  ): Promise<T> {
+    const notFound = opts.notFound ?? (() => ('sessionId' in ref ? fail.sessionNotFound() : fail.lobbyNotFound()));
+    // A code can come to name another lobby (the one it named closed): then resolve it again.
+    for (let resolved = 1; ; resolved++) {
+      let preloaded: Aggregate | null = null;
+      let lobbyId = this.resolve(ref);
+      if (lobbyId === null) {
+        preloaded = await this.loadRef(ref);
+        if (!preloaded) throw notFound();
+        lobbyId = preloaded.lobby.id;
+      }
+      const outcome = await this.mailboxes.send(lobbyId, () => this.attempt(lobbyId, ref, preloaded, decide, opts, notFound));
+      if (outcome.done) return outcome.reply;
+      if (preloaded || resolved >= 3) throw notFound();
+    }
+  }
+
+  /** One turn in the lobby's mailbox: decide, write, and decide again after a conflict. */
+  private async attempt<T>(
+    key: string,
+    ref: LobbyRef,
+    preloaded: Aggregate | null,
+    decide: (tx: Draft) => T | Promise<T>,
+    opts: { idempotency?: IdempotencySpec },
+    notFound: () => ServiceError,
+  ): Promise<{ done: true; reply: T } | { done: false }> {
+    const cached = this.cache.get(key);
+    // Just loaded is at least as fresh as cached, unless a command here has moved on since.
+    let agg = preloaded && (!cached || preloaded.version >= cached.version) ? preloaded : (cached ?? null);
+    let fresh = agg !== null && agg === preloaded;
+    if (!agg) {
+      agg = await this.store.load(key, 'sessionId' in ref ? ref.sessionId : null);
+      fresh = true;
+    }
+    try {
+      for (let attempt = 1; ; attempt++) {
+        if (!agg || !this.stillMatches(ref, agg)) {
+          this.forget(key);
+          // A cached lobby that no longer matches: the reference may name another one now.
+          if (!fresh) return { done: false };
+          throw notFound();
+        }
+        this.remember(agg);
+        const draft = new Draft(agg, (id) => this.store.loadSession(id, key));
+        let reply: T;
+        try {
+          reply = await decide(draft);
+        } catch (err) {
+          if (!(err instanceof ServiceError) || fresh || (await this.store.version(key)) === agg.version) throw err;
+          agg = await this.reload(key, ref);
+          fresh = true;
+          continue;
+        }
+        if (!draft.changed && !opts.idempotency) {
+          if (fresh || (await this.store.version(key)) === agg.version) return { done: true, reply };
+          agg = await this.reload(key, ref);
+          fresh = true;
+          continue;
+        }
+        const applied = await this.store.apply(draft.change({ sink: this.opts.sink, idempotency: opts.idempotency, reply }));
+        if (applied.ok) {
+          if (opts.idempotency) opts.idempotency.kept = true;
+          this.committed(agg, draft, applied);
+          return { done: true, reply };
+        }
+        if (applied.reason === 'missing') {
+          agg = null;
+          fresh = true;
+          continue;
+        }
+        this.conflicts++;
+        if (attempt >= MAX_ATTEMPTS) throw new Error(`lobby ${key}: still conflicting after ${attempt} attempts`);
+        agg = aggregateFromJson(applied.state);
+        fresh = true;
+      }
+    } finally {
+      this.trim(key);
+    }
+  }
+
+  /**
+   * Creates a lobby: `decide` emits its broadcasts; the row is inserted (a code taken by another
+   * open lobby raises a unique violation, for the caller to draw again).
+   */
+  async create<T>(
+    lobby: LobbyRow,
+    creator: ParticipantRow,
+    decide: (tx: Draft) => T,
+    opts: { idempotency?: IdempotencySpec } = {},
+  ): Promise<T> {
+    const agg: Aggregate = { lobby, members: [], version: 0, sessions: new Map() };
+    return this.mailboxes.send(lobby.id, async () => {
+      const draft = new Draft(agg, async () => null, true);
+      draft.members.push(creator);
+      const reply = decide(draft);
+      const applied = await this.store.apply(draft.change({ sink: this.opts.sink, idempotency: opts.idempotency, reply }));
+      if (!applied.ok) throw new Error(`lobby ${lobby.id}: create refused (${applied.reason})`);
+      if (opts.idempotency) opts.idempotency.kept = true;
+      this.committed(agg, draft, applied);
+      this.trim(lobby.id);
+      return reply;
+    });
+  }
+
+  /** The lobby id a reference names, if the cache knows it. */
+  private resolve(ref: LobbyRef): string | null {
+    if ('lobbyId' in ref) {
+      if (!isUuid(ref.lobbyId)) return null;
+      return ref.lobbyId;
+    }
+    if ('code' in ref) return this.codes.get(ref.code) ?? null;
+    return this.sessionLobby.get(ref.sessionId) ?? null;
+  }
+
+  private loadRef(ref: LobbyRef): Promise<Aggregate | null> {
+    if ('lobbyId' in ref) return Promise.resolve(null); // not a UUID: no such lobby
+    if ('code' in ref) return this.store.loadByCode(ref.code);
+    return this.store.loadBySession(ref.sessionId);
+  }
+
+  /** A code names the lobby that is not closed with that code: a closed one is another lobby. */
+  private stillMatches(ref: LobbyRef, agg: Aggregate): boolean {
+    if ('code' in ref) return agg.lobby.code === ref.code && agg.lobby.state !== 'closed';
+    return true;
+  }
+
+  private async reload(key: string, ref: LobbyRef): Promise<Aggregate | null> {
+    if ('code' in ref) {
+      const byId = await this.store.load(key);
+      // The lobby closed (its code may already name another lobby): resolve the code afresh.
+      if (byId && byId.lobby.state !== 'closed') return byId;
+      this.forget(key);
+      return null;
+    }
+    return this.store.load(key, 'sessionId' in ref ? ref.sessionId : null);
+  }
+
+  private committed(agg: Aggregate, draft: Draft, applied: { version: number; session_version: number | null; prev_event_id: number | null; event_ids: number[] }): void {
+    const sessions = new Map(agg.sessions);
+    for (const w of draft.writtenSessions.values()) {
+      sessions.set(w.id, { doc: w.doc, version: applied.session_version ?? (w.expect ?? 0) + 1 });
+    }
+    const next: Aggregate = { lobby: draft.lobby, members: draft.members, version: applied.version, sessions };
+    this.remember(next);
+    if (applied.event_ids.length > 0) {
+      const lobbyId = draft.lobby.id;
+      const createdAt = new Date();
+      this.opts.onCommit({
+        lobbyId,
+        prevEventId: applied.prev_event_id === null ? null : Number(applied.prev_event_id),
+        rows: draft.events.map((e, i) => ({
+          id: Number(applied.event_ids[i]),
+          lobbyId,
+          sessionId: e.sessionId ?? null,
+          type: e.event,
+          payload: e.data,
+          targets: e.targets,
+          createdAt,
+        })),
+      });
+    }
+  }
+
+  /** Puts an aggregate in the cache (most recently used) with its code and sessions. */
+  private remember(agg: Aggregate): void {
+    const id = agg.lobby.id;
+    this.cache.delete(id);
+    this.cache.set(id, agg);
+    if (agg.lobby.state === 'closed') this.codes.delete(agg.lobby.code);
+    else this.codes.set(agg.lobby.code, id);
+    for (const sid of agg.sessions.keys()) this.sessionLobby.set(sid, id);
+  }
+
+  private forget(id: string): void {
+    const agg = this.cache.get(id);
+    if (!agg) return;
+    this.cache.delete(id);
+    if (this.codes.get(agg.lobby.code) === id) this.codes.delete(agg.lobby.code);
+    for (const sid of agg.sessions.keys()) this.sessionLobby.delete(sid);
+  }
+
+  /** Drops least recently used lobbies beyond the bound (never one with work queued). */
+  private trim(current: string): void {
+    if (this.cache.size <= this.maxCached) return;
+    for (const id of this.cache.keys()) {
+      if (this.cache.size <= this.maxCached) break;
+      if (id === current || this.mailboxes.busy(id)) continue;
+      this.forget(id);
+    }
+  }
+}
