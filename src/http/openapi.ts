@@ -168,6 +168,13 @@ export function openApiDocument(): Json {
         responses: { '200': { description: 'OpenAPI 3.1 document', ...json({ type: 'object' }) }, ...errors },
       },
     },
+    '/asyncapi.json': {
+      get: {
+        operationId: 'asyncapi',
+        summary: 'The AsyncAPI 3.0 document of the NATS interface (commands, replies, errors, broadcasts)',
+        responses: { '200': { description: 'AsyncAPI 3.0 document', ...json({ type: 'object' }) }, ...errors },
+      },
+    },
   };
   for (const [id, route] of Object.entries(httpRoutes) as Array<[string, HttpRoute]>) {
     (paths[route.path] ??= {})[route.method.toLowerCase()] = operation(id, route);
