@@ -186,7 +186,7 @@ export function openApiDocument(): Json {
       title: 'Sonalyze Lobby Service: HTTP shim',
       version: VERSION,
       description:
-        'The v1-compatible HTTP entry of the lobby service (CONTRACT section 6). Every endpoint ' +
+        'The v1-compatible HTTP entry of the lobby service (subjects/README.md, section 6). Every endpoint ' +
         'dispatches into the same handlers as NATS (service `' +
         SERVICE.name +
         '`), so errors, limits and idempotency behave identically. Errors carry the status of ' +

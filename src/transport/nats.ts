@@ -2,6 +2,10 @@
  * NATS transport: the connection, and the `lobby` micro service (every command subject in
  * queue group `lobby`, plus `$SRV.PING/INFO/STATS` so that `nats micro ls` finds it).
  *
+ * `$SRV.INFO` lists, per endpoint, the JSON Schemas of its request and reply as JSON text in
+ * `metadata.request_schema` / `metadata.response_schema` (the micro protocol's metadata is a map
+ * of strings), so a client can discover the contract from a running service.
+ *
  * Implemented over core subscriptions (the published @nats-io/services is a stale prerelease
  * that does not await async handlers). Every request gets a reply: a success body, or an
  * error with `Nats-Service-Error-Code` / `Nats-Service-Error` headers.
@@ -18,6 +22,7 @@ import {
 import type { Logger } from 'pino';
 import { Header, SERVICE, commands, subjectNames, type Subject, ErrorCode } from '../../subjects/index.js';
 import type { Config } from '../config.js';
+import { standaloneSchema } from '../docs/schemas.js';
 import { ServiceError, toWire } from '../errors.js';
 import type { Dispatcher } from './dispatch.js';
 
@@ -73,6 +78,33 @@ interface EndpointStats {
 
 const encoder = new TextEncoder();
 const PKG_VERSION = '0.1.0';
+
+/** Endpoint metadata of `$SRV.INFO`: strings only, so the schemas travel as JSON text. */
+export interface EndpointMetadata {
+  description: string;
+  /** JSON Schema (draft-07) of the request body, as JSON text. */
+  request_schema: string;
+  /** JSON Schema (draft-07) of the success reply, as JSON text. */
+  response_schema: string;
+  [key: string]: string;
+}
+
+const metadataCache = new Map<Subject, EndpointMetadata>();
+
+/** The INFO metadata of one command (computed once per process). */
+export function endpointMetadata(subject: Subject): EndpointMetadata {
+  let m = metadataCache.get(subject);
+  if (!m) {
+    const { request, reply, description } = commands[subject];
+    m = {
+      description,
+      request_schema: JSON.stringify(standaloneSchema(request, 'input')),
+      response_schema: JSON.stringify(standaloneSchema(reply, 'output')),
+    };
+    metadataCache.set(subject, m);
+  }
+  return m;
+}
 
 /** Endpoint names may not contain dots: `lobby.create` -> `lobby_create`. */
 const endpointName = (s: string) => s.replace(/\./g, '_');
@@ -200,7 +232,7 @@ export class NatsService {
           name: e.name,
           subject: e.subject,
           queue_group: e.queue_group,
-          metadata: { description: commands[e.subject.slice(this.prefix.length) as Subject].description },
+          metadata: endpointMetadata(e.subject.slice(this.prefix.length) as Subject),
         })),
       };
     }
