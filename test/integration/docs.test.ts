@@ -5,10 +5,20 @@
  */
 import { readFileSync } from 'node:fs';
 import { jetstream } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HttpHeader, SERVICE, commands, lobbyBroadcastFilter, subjectNames, type Envelope, type Subject } from '../../subjects/index.js';
+import {
+  HttpHeader,
+  SERVICE,
+  allBroadcastsFilter,
+  broadcastSubject,
+  commands,
+  lobbyBroadcastFilter,
+  subjectNames,
+  type Envelope,
+  type Subject,
+} from '../../subjects/index.js';
 import { asyncApiDocument } from '../../src/docs/asyncapi.js';
 import { standaloneSchema } from '../../src/docs/schemas.js';
 import { waitFor } from '../helpers/infra.js';
@@ -105,6 +115,53 @@ describe('docs - $SRV.INFO.lobby', () => {
   });
 });
 
+// ---- README sample: relay (the text between the markers is quoted in subjects/README.md) ----
+// README-SAMPLE-START relay
+/** Relays every broadcast to the devices it targets, each event once (`send` writes to a socket). */
+function relayBroadcasts(nc: NatsConnection, send: (deviceId: string, event: string, data: object) => void, prefix = ''): Subscription {
+  const lastId = new Map<string, number>(); // per lobby, the highest id relayed
+  return nc.subscribe(allBroadcastsFilter(prefix), {
+    callback: (err, msg) => {
+      if (err) return;
+      const envelope = msg.json<Envelope>();
+      // A lobby's events come in id order; an id not above the last one is a re-delivery.
+      if (envelope.id <= (lastId.get(envelope.lobby_id) ?? 0)) return;
+      lastId.set(envelope.lobby_id, envelope.id);
+      for (const deviceId of envelope.targets.device_ids) send(deviceId, envelope.event, envelope.data);
+    },
+  });
+}
+// README-SAMPLE-END relay
+
+describe('docs - the README relay recipe', () => {
+  it('relay - each targeted device gets each broadcast once, a re-delivered id is dropped', async () => {
+    const got: Array<{ deviceId: string; event: string; data: any }> = [];
+    const sub = relayBroadcasts(h.client.nc, (deviceId, event, data) => got.push({ deviceId, event, data }), h.env.prefix);
+    await h.client.nc.flush();
+    try {
+      const l = await lobbyWith(h.client, 1);
+      const [guest] = l.guests as [string];
+      const forLobby = () => got.filter((g) => g.data.lobby_id === l.id);
+      // lobby_created to the admin; participant_joined to both.
+      await waitFor(() => forLobby().length === 3);
+      expect(forLobby().map((g) => `${g.deviceId}:${g.data.type}`).sort()).toEqual(
+        [`${l.admin}:lobby_created`, `${l.admin}:participant_joined`, `${guest}:participant_joined`].sort(),
+      );
+      // A second copy of the join, as a core subscriber may see after a service crash.
+      const joined = h.client.of(l.id, 'lobby.updated').find((b) => b.data.type === 'participant_joined')!;
+      h.client.nc.publish(broadcastSubject(l.id, 'lobby.updated', h.env.prefix), JSON.stringify(joined));
+      await h.client.nc.flush();
+      // Anything published after the copy arrives after it: a later event proves it was dropped.
+      await h.client.call('lobby.step_update', l.admin, { lobby_id: l.id, step_index: 2 });
+      await waitFor(() => forLobby().some((g) => g.event === 'lobby.step_update'));
+      expect(forLobby().filter((g) => g.data.type === 'participant_joined')).toHaveLength(2);
+      expect(forLobby().filter((g) => g.event === 'lobby.step_update').map((g) => g.deviceId)).toEqual([guest]);
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+});
+
 // ---- README sample: replay (the text between the markers is quoted in subjects/README.md) ----
 // README-SAMPLE-START replay
 /** Every broadcast of one lobby still held by the stream, oldest first. */
@@ -144,10 +201,12 @@ describe('docs - the README replay recipe', () => {
     expect(await replayLobby(h.client.nc, crypto.randomUUID(), h.env.stream, h.env.prefix)).toEqual([]);
   });
 
-  it('replay - subjects/README.md quotes the sample that this file runs', () => {
+  it('samples - subjects/README.md quotes the relay and replay samples that this file runs', () => {
     const source = readFileSync(new URL(import.meta.url), 'utf8');
-    const sample = /\/\/ README-SAMPLE-START replay\n([\s\S]*?)\/\/ README-SAMPLE-END replay/.exec(source)![1]!;
     const readme = readFileSync(new URL('../../subjects/README.md', import.meta.url), 'utf8');
-    expect(readme.includes(sample.trim()), 'the replay sample in subjects/README.md differs from test/integration/docs.test.ts').toBe(true);
+    for (const name of ['relay', 'replay']) {
+      const sample = new RegExp(`// README-SAMPLE-START ${name}\\n([\\s\\S]*?)// README-SAMPLE-END ${name}`).exec(source)![1]!;
+      expect(readme.includes(sample.trim()), `the ${name} sample in subjects/README.md differs from test/integration/docs.test.ts`).toBe(true);
+    }
   });
 });
