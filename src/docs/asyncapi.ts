@@ -140,11 +140,11 @@ export function asyncApiDocument(): Json {
         correlationId: { location: `$message.header#/${Header.requestId}` },
       };
     }
-    const aliasNote = target === subject ? '' : ` Alias of \`${target}\`: same request, reply and handler.`;
+    const what = target === subject ? `${description}.` : `Alias of \`${target}\`: same request, reply and handler.`;
     channels[subject] = {
       address: subject,
       title: subject,
-      description: `${description}. Who may call: ${CALLERS[caller]}.${aliasNote}`,
+      description: `${what} Who may call: ${CALLERS[caller]}.`,
       messages: { request: ref(`#/components/messages/${target}.request`) },
     };
     channels[`${subject}.reply`] = {
