@@ -182,6 +182,8 @@ export async function deleteStream(env: Pick<TestEnv, 'stream'>, url = natsUrl()
   try {
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(env.stream).catch(() => undefined);
+    // The join guard's bucket (src/transport/join-failures.ts) is named after the stream.
+    await jsm.streams.delete(`KV_${env.stream}_JOIN_FAILURES`).catch(() => undefined);
   } finally {
     await nc.close();
   }
