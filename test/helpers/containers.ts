@@ -90,3 +90,26 @@ export function configVariableNames(): string[] {
   if (start < 0 || end < 0) throw new Error('src/config.ts: no `const schema = z.object({ ... });`');
   return [...source.slice(start, end).matchAll(/^ {2}([A-Z][A-Z0-9_]*):/gm)].map((m) => m[1]!);
 }
+
+/** Compose's `${NAME}` / `${NAME:-default}` interpolation, from `env` (empty: the defaults). */
+export function interpolate(value: string, env: Record<string, string> = {}): string {
+  return value.replace(/\$\{(\w+)(?::?-([^}]*))?\}/g, (_m, name: string, fallback?: string) => env[name] || fallback || '');
+}
+
+/** A service's environment with compose's interpolation applied. */
+export function composeEnv(service: ComposeService, env: Record<string, string> = {}): Record<string, string> {
+  return Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, interpolate(String(v), env)]));
+}
+
+/** What the tests need of a nats-server configuration file: store, monitor port, users' rights. */
+export function readNatsConf(text: string) {
+  const storeDir = /store_dir:\s*"([^"]+)"/.exec(text)?.[1];
+  const httpPort = /^http_port:\s*(\d+)/m.exec(text)?.[1];
+  const users = new Map<string, { passwordVar: string; publish: string[] }>();
+  // Each user block: `user: <name>`, `password: $<VAR>`, then `publish: { allow: [ ... ] }`.
+  for (const m of text.matchAll(/user:\s*(\w+)\s+password:\s*\$(\w+)[\s\S]*?publish:\s*\{\s*allow:\s*\[([\s\S]*?)\]/g)) {
+    const publish = [...m[3]!.matchAll(/"([^"]+)"/g)].map((x) => x[1]!);
+    users.set(m[1]!, { passwordVar: m[2]!, publish });
+  }
+  return { storeDir, httpPort: httpPort === undefined ? undefined : Number(httpPort), users };
+}

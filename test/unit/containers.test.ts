@@ -6,7 +6,17 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, parseDuration } from '../../src/config.js';
-import { configVariableNames, envOf, execForm, readCompose, readDockerfile } from '../helpers/containers.js';
+import { NATS_USERS, renderNatsConfig } from '../../deploy/nats/render.js';
+import { allBroadcastsFilter, subjectNames } from '../../subjects/index.js';
+import {
+  composeEnv,
+  configVariableNames,
+  envOf,
+  execForm,
+  readCompose,
+  readDockerfile,
+  readNatsConf,
+} from '../helpers/containers.js';
 
 const root = new URL('../../', import.meta.url);
 const read = (path: string) => readFileSync(new URL(path, root), 'utf8');
@@ -16,6 +26,19 @@ const runtime = stages.at(-1)!;
 const ops = (op: string) => runtime.instructions.filter((i) => i.op === op);
 const compose = readCompose();
 const services = compose.services;
+const NATS_CONF = 'deploy/nats/nats-server.conf';
+const conf = readNatsConf(read(NATS_CONF));
+
+/** Whether NATS subject pattern `pattern` (`*`, `>`) matches `subject`. */
+function matches(pattern: string, subject: string): boolean {
+  const p = pattern.split('.');
+  const s = subject.split('.');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '>') return s.length > i;
+    if (i >= s.length || (p[i] !== '*' && p[i] !== s[i])) return false;
+  }
+  return p.length === s.length;
+}
 
 describe('containers - Dockerfile', () => {
   it('dockerfile - builds in one stage and runs compiled code with production dependencies only', () => {
@@ -95,21 +118,57 @@ describe('containers - docker-compose.yml', () => {
   it('compose - runs NATS with JetStream on file storage, PostgreSQL, the service and the simulator', () => {
     expect(Object.keys(services).sort()).toEqual(['lobby', 'nats', 'postgres', 'simulator']);
     const nats = services.nats!;
-    const cmd = nats.command!;
-    expect(cmd).toContain('-js');
-    const storeDir = cmd[cmd.indexOf('-sd') + 1];
-    expect(nats.volumes!.some((v) => v.endsWith(`:${storeDir}`))).toBe(true);
     const natsPort = new URL(defaults.nats.servers[0]!).port;
     expect(nats.ports).toContain(`${natsPort}:${natsPort}`);
+    // JetStream's file store is on a named volume, and the health check asks the monitor port.
+    expect(conf.storeDir).toBeDefined();
+    expect(nats.volumes).toContain(`nats-data:${conf.storeDir}`);
+    expect(Object.keys(compose.volumes ?? {})).toContain('nats-data');
+    expect(nats.healthcheck!.test!.join(' ')).toContain(`http://127.0.0.1:${conf.httpPort}/healthz`);
     // The health check runs inside the image: an image with a shell and wget.
     expect(nats.healthcheck!.test![1]).toBe('wget');
     expect(nats.image).toMatch(/alpine/);
   });
 
+  it('compose - nats-server runs deploy/nats/nats-server.conf, with every user\'s password', () => {
+    const nats = services.nats!;
+    const confPath = nats.command![nats.command!.indexOf('-c') + 1];
+    expect(nats.volumes).toContain(`./${NATS_CONF}:${confPath}:ro`);
+    expect(read(NATS_CONF)).toBe(renderNatsConfig());
+    const env = composeEnv(nats);
+    for (const [user, variable] of Object.entries(NATS_USERS)) {
+      expect(conf.users.get(user)?.passwordVar).toBe(variable);
+      expect(env[variable], variable).toBeTruthy();
+    }
+  });
+
+  it('compose - the service connects as the lobby user, the simulator as a gateway, with their passwords', () => {
+    const natsEnv = composeEnv(services.nats!);
+    for (const [service, user] of [['lobby', 'lobby'], ['simulator', 'gateway']] as const) {
+      const env = composeEnv(services[service]!);
+      expect(env.NATS_USER, service).toBe(user);
+      expect(env.NATS_PASSWORD, service).toBe(natsEnv[NATS_USERS[user]]);
+    }
+    // A password given to compose reaches both sides.
+    const given = { NATS_LOBBY_PASSWORD: 's3cret' };
+    expect(composeEnv(services.lobby!, given).NATS_PASSWORD).toBe('s3cret');
+    expect(composeEnv(services.nats!, given).NATS_LOBBY_PASSWORD).toBe('s3cret');
+  });
+
+  it('compose - the lobby user may create the service\'s stream and publish its broadcasts (lobby.*.>)', () => {
+    const config = loadConfig(composeEnv(lobby));
+    const rights = conf.users.get('lobby')!.publish;
+    expect(rights).toContain(allBroadcastsFilter(config.nats.subjectPrefix));
+    expect(rights).toContain(`$JS.API.STREAM.CREATE.${config.nats.stream}`);
+    // A Gateway may send every command but no broadcast.
+    const gateway = conf.users.get('gateway')!.publish;
+    for (const subject of subjectNames) expect(gateway.some((p) => matches(p, subject)), subject).toBe(true);
+  });
+
   it('compose - the service environment is valid for config.ts and points at the compose services', () => {
     const known = configVariableNames();
     expect(Object.keys(env).filter((k) => !known.includes(k))).toEqual([]);
-    const config = loadConfig(env);
+    const config = loadConfig(composeEnv(lobby));
     expect(config.http.port).toBe(defaults.http.port);
     expect(lobby.ports).toContain(`${defaults.http.port}:${config.http.port}`);
     expect(config.http.host).toBe('0.0.0.0');
