@@ -33,8 +33,7 @@ let locked: Harness;
 beforeAll(async () => {
   [h, locked] = await Promise.all([
     startHarness(),
-    // Both names: the inbound token is INTERNAL_AUTH_TOKEN today, HTTP_AUTH_TOKEN in the contract.
-    startHarness({ INTERNAL_AUTH_TOKEN: TOKEN, HTTP_AUTH_TOKEN: TOKEN }),
+    startHarness({ HTTP_AUTH_TOKEN: TOKEN }),
   ]);
 });
 afterAll(async () => {

@@ -1,8 +1,8 @@
 /**
  * subjects/README.md, the human-readable contract, against the contract as code: every subject,
  * alias, broadcast event, error code (with its status), header, `lobby.updated` type and phase of
- * `subjects/` is written down, and the limits it states are the code's. Also: no file of the
- * repository points outside it.
+ * `subjects/` is written down, and the limits it states are the code's; the README's configuration
+ * table names every variable config.ts reads. Also: no file of the repository points outside it.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -14,8 +14,10 @@ import {
   LOBBY_CODE,
   LobbyUpdateType,
   MAX_BODY_BYTES,
+  MAX_DEVICE_ID,
   MAX_IDEMPOTENCY_KEY,
   MAX_PARTICIPANTS,
+  NEXT_SPEAKER_DELAY,
   Phase,
   SESSION_LIMITS,
   SERVICE,
@@ -26,6 +28,7 @@ import {
   subjectNames,
 } from '../../subjects/index.js';
 import { IDEMPOTENCY_RETENTION_MS } from '../../src/transport/idempotency.js';
+import { configVariableNames } from '../helpers/containers.js';
 
 const root = new URL('../../', import.meta.url);
 const readme = readFileSync(new URL('subjects/README.md', root), 'utf8');
@@ -88,7 +91,18 @@ describe('contract README - limits', () => {
     expect(row(4, 'session')[1]).toBe(`1-${SESSION_LIMITS.speakers} speakers, 1-${SESSION_LIMITS.microphones} microphones`);
     expect(row(4, 'phase deadlines (`timeouts`)')[1]).toBe(`${TIMEOUT_BOUNDS.min} ms to ${TIMEOUT_BOUNDS.max / 60_000} min each`);
     expect(row(4, '`lobby.events` page')[1]).toMatch(new RegExp(`^limit 1-${EVENTS_PAGE.max}, default ${EVENTS_PAGE.default};`));
+    expect(row(4, '`Device-Id`')[1]).toBe(`1-${MAX_DEVICE_ID} printable ASCII characters`);
+    expect(row(4, 'next speaker delay (`next_speaker_delay_ms`)')[1]).toBe(
+      `${NEXT_SPEAKER_DELAY.min}-${NEXT_SPEAKER_DELAY.max} ms, default ${NEXT_SPEAKER_DELAY.default} (\`NEXT_SPEAKER_DELAY_MS\`)`,
+    );
     expect(quoted.has(LOBBY_CODE.alphabet)).toBe(true);
+  });
+
+  it('configuration - every variable config.ts reads is in the README configuration table', () => {
+    const main = readFileSync(new URL('README.md', root), 'utf8');
+    const start = main.indexOf('\n## Configuration');
+    const table = main.slice(start, main.indexOf('\n## ', start + 1));
+    expect(configVariableNames().filter((v) => !table.includes(`\`${v}\``))).toEqual([]);
   });
 });
 
