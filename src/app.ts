@@ -20,6 +20,7 @@ import { OutboxRelay } from './outbox/relay.js';
 import { gatewaySinkDestination } from './outbox/sink.js';
 import { Dispatcher, type HandlerTable } from './transport/dispatch.js';
 import { IdempotencyStore } from './transport/idempotency.js';
+import { SharedJoinFailures } from './transport/join-failures.js';
 import { JoinGuard, TokenBuckets } from './transport/limits.js';
 import { NatsService, connectNats, natsConnected } from './transport/nats.js';
 
@@ -35,11 +36,18 @@ export interface App {
   lobbies: Lobbies;
   /** `http://host:port` the shim listens on. */
   httpUrl: string;
-  /** Graceful stop: no new requests, finish in-flight ones, flush the outbox, drain, close. */
-  stop(): Promise<void>;
+  /**
+   * Graceful stop: no new requests, finish in-flight ones, flush the outbox, drain, close.
+   * Each step waits at most what is left of SHUTDOWN_TIMEOUT_MS; resolves `false` if one gave up.
+   */
+  stop(): Promise<boolean>;
+  /** Where a shutdown is (for the log line when it times out), and NATS requests in flight. */
+  shutdownProgress(): { step: string; nats_in_flight: number };
 }
 
 const IDEMPOTENCY_PURGE_MS = 10 * 60_000;
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 export async function startApp(config: Config, log: Logger): Promise<App> {
   const started = performance.now();
@@ -53,6 +61,8 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     const nc = await connectNats(config.nats, log).finally(() => clearTimeout(waiting));
     cleanup.unshift(() => nc.close());
     const jsm = await ensureStream(nc, config.nats, log);
+    const joinFailures = await SharedJoinFailures.open(nc, config.nats, log.child({ component: 'join-guard' }));
+    cleanup.unshift(async () => joinFailures.stop());
 
     const holder = `${process.pid}-${crypto.randomUUID()}`;
     const kickSubject = `${config.nats.subjectPrefix}${InternalSubject.outboxKick}`;
@@ -94,7 +104,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     const sessions = new Sessions(lobbies, db.sql, config);
     const scheduler = new DeadlineScheduler(sessions, log.child({ component: 'deadlines' }));
     const handlers: HandlerTable = {
-      ...createLobbyHandlers({ lobbies, config, sessions, joinGuard: new JoinGuard(config.limits.joinFailuresPerMinute) }),
+      ...createLobbyHandlers({ lobbies, config, sessions, joinGuard: new JoinGuard(config.limits.joinFailuresPerMinute, joinFailures) }),
       ...createMeasurementHandlers({ lobbies, config, sessions }),
     };
     const idempotency = new IdempotencyStore(db.sql);
@@ -142,23 +152,43 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       'lobby service ready',
     );
 
-    let stopping: Promise<void> | undefined;
+    let stopping: Promise<boolean> | undefined;
+    let step = 'running';
     const stop = () =>
       (stopping ??= (async () => {
-        log.info('shutting down: no new requests');
+        const deadline = Date.now() + config.shutdownTimeoutMs;
+        const left = () => Math.max(0, deadline - Date.now());
+        let clean = true;
+        /** Runs one step, for at most what is left of the shutdown time. */
+        const phase = async (name: string, work: () => Promise<unknown>) => {
+          step = name;
+          const gaveUp = await Promise.race([work().then(() => false), delay(left()).then(() => true)]);
+          if (gaveUp) {
+            clean = false;
+            log.warn({ step: name, nats_in_flight: service.inFlight }, 'shutdown: gave up waiting');
+          }
+        };
+        log.info({ timeout_ms: config.shutdownTimeoutMs }, 'shutting down: no new requests');
         clearInterval(purge);
-        await http.close().catch((err) => log.warn({ err }, 'HTTP close failed'));
-        await service.stop(config.shutdownTimeoutMs);
-        await scheduler.stop();
-        await lobbies.mailboxes.idle();
-        await Promise.all([relay.stop(config.shutdownTimeoutMs), sink?.stop(config.shutdownTimeoutMs)]);
+        // HTTP first (new connections refused, answers in flight sent), while NATS still serves.
+        await phase('HTTP requests in flight', () => http.close().catch((err) => log.warn({ err }, 'HTTP close failed')));
+        await phase('NATS requests in flight', () => service.stop(left()));
+        await phase('deadline scheduler', () => scheduler.stop());
+        await phase('lobby mailboxes', () => lobbies.mailboxes.idle());
+        joinFailures.stop();
+        // A closed connection cannot publish: flushing would only spin until the deadline.
+        const flushMs = nc.isClosed() ? 0 : left();
+        await phase('outbox flush', () => Promise.all([relay.stop(flushMs), sink?.stop(flushMs)]));
         kickSub.unsubscribe();
-        await nc.drain().catch((err) => log.warn({ err }, 'NATS drain failed'));
-        await db.close();
-        log.info('shut down cleanly');
+        if (!nc.isClosed()) await phase('NATS drain', () => nc.drain().catch((err) => log.warn({ err }, 'NATS drain failed')));
+        await phase('database close', () => db.close());
+        step = 'stopped';
+        if (clean) log.info('shut down cleanly');
+        return clean;
       })());
+    const shutdownProgress = () => ({ step, nats_in_flight: service.inFlight });
 
-    return { config, db, nc, dispatcher, http, relay, scheduler, sessions, lobbies, httpUrl, stop };
+    return { config, db, nc, dispatcher, http, relay, scheduler, sessions, lobbies, httpUrl, stop, shutdownProgress };
   } catch (err) {
     for (const c of cleanup) await c().catch(() => undefined);
     throw err;

@@ -1,6 +1,7 @@
 /**
- * The wire contract as code (../shared/CONTRACT.md). Handlers, transports, tests, tools and
- * other services import subject names, schemas and error codes from here and nowhere else.
+ * The wire contract as code; `subjects/README.md` is the same contract in words (cited as
+ * "CONTRACT section N" in comments). Handlers, transports, tests, tools and other services import
+ * subject names, schemas and error codes from here and nowhere else.
  */
 export * from './errors.js';
 export * from './objects.js';

@@ -169,6 +169,13 @@ export function openApiDocument(): Json {
         responses: { '200': { description: 'OpenAPI 3.1 document', ...json({ type: 'object' }) }, ...errors },
       },
     },
+    '/asyncapi.json': {
+      get: {
+        operationId: 'asyncapi',
+        summary: 'The AsyncAPI 3.0 document of the NATS interface (commands, replies, errors, broadcasts)',
+        responses: { '200': { description: 'AsyncAPI 3.0 document', ...json({ type: 'object' }) }, ...errors },
+      },
+    },
   };
   for (const [id, route] of Object.entries(httpRoutes) as Array<[string, HttpRoute]>) {
     (paths[route.path] ??= {})[route.method.toLowerCase()] = operation(id, route);
@@ -180,7 +187,7 @@ export function openApiDocument(): Json {
       title: 'Sonalyze Lobby Service: HTTP shim',
       version: VERSION,
       description:
-        'The v1-compatible HTTP entry of the lobby service (CONTRACT section 6). Every endpoint ' +
+        'The v1-compatible HTTP entry of the lobby service (subjects/README.md, section 6). Every endpoint ' +
         'dispatches into the same handlers as NATS (service `' +
         SERVICE.name +
         '`), so errors, limits and idempotency behave identically. Errors carry the status of ' +

@@ -1,6 +1,7 @@
 /**
  * The HTTP shim (CONTRACT section 6): `GET /health`, the v1 REST endpoints (`v1.ts`),
- * `POST /gateway/handle` (`gateway.ts`) and `GET /openapi.json`. Every command endpoint
+ * `POST /gateway/handle` (`gateway.ts`), `GET /openapi.json` and `GET /asyncapi.json` (the NATS
+ * interface, same auth as the rest). Every command endpoint
  * dispatches into the same `Dispatcher` as NATS; this file only wires Fastify: body reading,
  * the internal token, and error replies in the contract's shape for everything, including
  * unknown routes (404), wrong methods (405) and Fastify's own refusals.
@@ -16,6 +17,7 @@ import { handleError, logRefusal, sendError, toServiceError } from './errors.js'
 import { registerGatewayRoute } from './gateway.js';
 import { decodeBody } from '../transport/dispatch.js';
 import { echoRequestId, requestIdOf } from './inbound.js';
+import { asyncApiDocument } from '../docs/asyncapi.js';
 import { openApiDocument } from './openapi.js';
 import { registerV1Routes } from './v1.js';
 
@@ -93,6 +95,9 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   });
   const openapi = openApiDocument();
   app.get('/openapi.json', async () => openapi);
+  // Serialised once: the document is large and never changes while the process runs.
+  const asyncapi = JSON.stringify(asyncApiDocument());
+  app.get('/asyncapi.json', async (_req, reply) => reply.type('application/json; charset=utf-8').send(asyncapi));
   registerV1Routes(app, dispatcher);
   registerGatewayRoute(app, dispatcher);
 

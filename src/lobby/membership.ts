@@ -63,6 +63,7 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
     async 'lobby.join'(req: RequestOf<'lobby.join'>, ctx: CommandContext): Promise<ReplyOf<'lobby.join'>> {
       await joinGuard.check(ctx.deviceId);
       const code = normalizeCode(req.code);
+      // Recorded before the refusal is sent, so the device's next guess, on any replica, counts it.
       const wrongCode = async () => {
         await joinGuard.recordFailure(ctx.deviceId);
         return fail.lobbyNotFound();
