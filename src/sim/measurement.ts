@@ -75,16 +75,15 @@ export class Measurement {
   readonly microphones: Phone[];
   readonly extras: Phone[];
   private readonly phones: Phone[];
-  private readonly deadline: number;
+  private deadline = Infinity;
   private readonly dropOut?: { phone: Phone; afterSteps: number };
   private cancelled?: string;
   private interrupt?: () => void;
 
   constructor(transport: PhoneTransport, private readonly opts: MeasurementOptions = {}) {
-    const { speakers = 1, microphones = 2, extras = 0, timeoutMs = 60_000 } = opts;
+    const { speakers = 1, microphones = 2, extras = 0 } = opts;
     if (speakers < 1 || microphones < 1) throw new RangeError('a session needs at least one speaker and one microphone');
     this.timings = opts.timings ?? new StepTimings();
-    this.deadline = performance.now() + timeoutMs;
     const random = opts.random ?? Math.random;
     const dropIndex = random() < (opts.dropRate ?? 0) ? 1 + Math.floor(random() * (speakers + microphones - 1)) : -1;
     // Three steps per cycle for every device: drop out before one of the first cycle's.
@@ -122,6 +121,7 @@ export class Measurement {
 
   async run(): Promise<MeasurementResult> {
     const started = performance.now();
+    this.deadline = started + (this.opts.timeoutMs ?? 60_000);
     let outcome: Outcome = 'completed';
     let reason: string | undefined;
     try {
@@ -203,7 +203,8 @@ export class Measurement {
     if (!sessionId) throw new Stop('failed', this.admin.failure ?? 'create_session failed');
     const inSession = [...this.speakers, ...this.microphones];
     await this.waitUntil('session_complete at every session device', () => {
-      this.stage = inSession.find((p) => p.session?.phase)?.session?.phase ?? this.stage;
+      // A dropped-out phone stops listening: its phase is stale.
+      this.stage = inSession.find((p) => !p.dropped && p.session?.phase)?.session?.phase ?? this.stage;
       return inSession.every((p) => p.status === 'completed' || p.dropped);
     });
   }
