@@ -10,8 +10,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Measurement } from '../sim/measurement.js';
+import { Measurement, type MeasurementOptions } from '../sim/measurement.js';
 import { DEFAULT_NATS_URL, NatsPhoneTransport, natsOptionsFromEnv, normalizePrefix } from '../sim/nats-transport.js';
+import { narrate } from '../sim/narration.js';
 import { ProgressView, snapshot } from '../sim/progress.js';
 import { formatSummary, summarize } from '../sim/summary.js';
 import { StepTimings } from '../sim/timings.js';
@@ -124,6 +125,13 @@ async function main(argv: string[]): Promise<number> {
 
 async function simulate(transport: NatsPhoneTransport, args: ReturnType<typeof parse>): Promise<number> {
   const timings = new StepTimings();
+  const started = performance.now();
+  // One session is the demo: narrate it message by message instead of the live counters.
+  const narrated = args.sessions === 1 && !args.quiet;
+  const trace: MeasurementOptions['trace'] = (phone, entry) => {
+    const line = narrate((performance.now() - started) / 1000, phone.label, entry, phone.isAdmin);
+    if (line) process.stdout.write(`${line}\n`);
+  };
   const measurements = Array.from(
     { length: args.sessions },
     () =>
@@ -136,14 +144,14 @@ async function simulate(transport: NatsPhoneTransport, args: ReturnType<typeof p
         playbackMs: args.playbackMs,
         timeoutMs: args.timeoutS * 1000,
         timings,
+        trace: narrated ? trace : undefined,
       }),
   );
   const shape = `${args.speakers} speaker(s) x ${args.microphones} microphone(s)`;
   process.stdout.write(`Simulating ${args.sessions} session(s) of ${shape} (${args.speakers + args.microphones} phones each)\n`);
-  const view = args.quiet ? undefined : new ProgressView(process.stdout, (elapsed) => snapshot(measurements, transport.counters, elapsed));
+  const view = args.quiet || narrated ? undefined : new ProgressView(process.stdout, (elapsed) => snapshot(measurements, transport.counters, elapsed));
   const interrupted = () => measurements.forEach((m) => m.cancel('interrupted'));
   process.once('SIGINT', interrupted);
-  const started = performance.now();
   view?.start();
   const results = await Promise.all(measurements.map((m) => m.run()));
   view?.stop();

@@ -25,11 +25,22 @@ export interface RequestFailure {
   duplicate: boolean;
 }
 
+/** One message a phone sent or received, for narrating a run. */
+export interface TraceEntry {
+  direction: 'sent' | 'received';
+  /** The subject sent or the event received. */
+  name: string;
+  data: Record<string, unknown>;
+}
+
 /** A reply the app could use, or why not (an error code, or `protocol_violation`). */
 export type Usable = { usable: true; data: any } | { usable: false; code: string };
 
-/** Emits `change` whenever anything a driver may wait for changes. */
-export class Device extends EventEmitter<{ change: [] }> {
+/**
+ * Emits `change` whenever anything a driver may wait for changes, and `trace` for every
+ * request sent and broadcast received.
+ */
+export class Device extends EventEmitter<{ change: []; trace: [TraceEntry] }> {
   /** A UUID v4, new per app launch, as the app's `device_id`. */
   readonly deviceId = randomUUID();
   readonly violations: PhoneViolation[] = [];
@@ -62,6 +73,7 @@ export class Device extends EventEmitter<{ change: [] }> {
 
   private async send(subject: Subject, data: Record<string, unknown>, duplicate: boolean): Promise<Usable> {
     this.requestsSent++;
+    this.emit('trace', { direction: 'sent', name: subject, data });
     let r: RequestResult;
     try {
       r = await this.transport.request(this.deviceId, subject, data);

@@ -10,4 +10,5 @@ export * from './timings.js';
 export * from './measurement.js';
 export * from './summary.js';
 export * from './progress.js';
+export * from './narration.js';
 export * from './nats-transport.js';

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { Phone, type PhoneBehaviour } from './phone.js';
 import { StepTimings } from './timings.js';
 import type { PhoneTransport } from './transport.js';
-import type { PhoneViolation, RequestFailure } from './device.js';
+import type { PhoneViolation, RequestFailure, TraceEntry } from './device.js';
 
 export interface MeasurementOptions extends PhoneBehaviour {
   /** Loudspeakers (default 1). */
@@ -27,6 +27,8 @@ export interface MeasurementOptions extends PhoneBehaviour {
   startSpeakerDelayMs?: number;
   /** Shared step-timing recorder (e.g. for many sessions); a private one when absent. */
   timings?: StepTimings;
+  /** Called for every request a phone sends and every broadcast it receives. */
+  trace?: (phone: Phone, entry: TraceEntry) => void;
 }
 
 export type Outcome = 'completed' | 'failed' | 'stalled';
@@ -104,6 +106,8 @@ export class Measurement {
     this.speakers = Array.from({ length: speakers }, (_, i) => phone(`speaker-${i + 1}`));
     this.extras = Array.from({ length: extras }, (_, i) => phone(`extra-${i + 1}`));
     this.phones = [...this.microphones, ...this.speakers, ...this.extras];
+    const { trace } = opts;
+    if (trace) for (const p of this.phones) p.on('trace', (entry) => trace(p, entry));
     const dropped = this.phones.find((p) => p.dropAfterSteps !== undefined);
     if (dropped) this.dropOut = { phone: dropped, afterSteps: dropAfter };
   }

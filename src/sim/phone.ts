@@ -217,6 +217,7 @@ export class Phone extends Device {
 
   private onPush(event: EventName, data: Record<string, unknown>): void {
     if (this.dropped || !this.detach) return;
+    this.emit('trace', { direction: 'received', name: event, data });
     const violations = checkPush(event, data);
     if (violations.length) {
       // The app drops a message it cannot read; a dropped command stalls the measurement.

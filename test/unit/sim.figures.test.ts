@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { EventName, Subject } from '../../subjects/index.js';
 import { checkPush, checkReply } from '../../src/sim/checks.js';
 import type { MeasurementResult } from '../../src/sim/measurement.js';
+import { narrate } from '../../src/sim/narration.js';
 import { progressLines } from '../../src/sim/progress.js';
 import { formatSummary, summarize } from '../../src/sim/summary.js';
 import { StepTimings, distribution, percentile } from '../../src/sim/timings.js';
@@ -138,5 +139,18 @@ describe('sim figures - summary and progress', () => {
       '[1.5 s] running 3: lobby 1 | waiting_ready 2',
       '  completed 3  failed 1  stalled 0  refused requests 2  12 req/s',
     ]);
+  });
+
+  it('sim figures - the narration shows the measurement and leaves out the lobby chatter', () => {
+    const sent = (name: string, data: Record<string, unknown> = {}) => ({ direction: 'sent' as const, name, data });
+    const got = (name: string, data: Record<string, unknown> = {}) => ({ direction: 'received' as const, name, data });
+    expect(narrate(0.5, 'admin', sent(Subject['measurement.start_speaker']), true)).toBe('   0.500 s  admin      -> measurement.start_speaker');
+    expect(narrate(1, 'mic-2', got(EventName['measurement.start_measurement'], { current_speaker_slot_id: 'speaker-1', attempt: 1 }), false)).toBe(
+      '   1.000 s  mic-2      <- measurement.start_measurement (speaker-1, attempt 1)',
+    );
+    expect(narrate(1, 'admin', got(EventName['measurement.phase_update'], { phase: 'playing' }), true)).toBe('   1.000 s  admin         phase playing');
+    expect(narrate(1, 'mic-2', got(EventName['measurement.phase_update'], { phase: 'playing' }), false)).toBeUndefined();
+    expect(narrate(1, 'mic-2', sent(Subject['lobby.get']), false)).toBeUndefined();
+    expect(narrate(1, 'mic-2', got(EventName['lobby.updated']), false)).toBeUndefined();
   });
 });
