@@ -25,6 +25,12 @@ export interface PhoneBehaviour {
   playbackMs?: number;
   /** Source of randomness for jitter and duplicates (ids always use crypto.randomUUID). */
   random?: () => number;
+  /**
+   * Not the shipping app: a v1-style admin that sends `start_speaker` itself this long after
+   * each `speaker_complete` with speakers remaining (auto-advance may have started it already:
+   * then the service answers `duplicate`). Absent: the app's behaviour, which ignores it.
+   */
+  v1NextSpeakerAfterMs?: number;
 }
 
 export interface PhoneOptions extends PhoneBehaviour {
@@ -290,8 +296,14 @@ export class Phone extends Device {
         return void this.fail(`measurement.error ${String(data.error_code)} in ${String(data.phase)}: ${String(data.error_message)}`);
       case EventName['measurement.session_cancelled']:
         return void this.fail(`session cancelled: ${String(data.reason)}`);
+      case EventName['measurement.speaker_complete']:
+        // The app ignores it; a v1-style admin starts the next speaker itself.
+        if (this.isAdmin && this.opts.v1NextSpeakerAfterMs !== undefined && Number(data.remaining_speakers) > 0) {
+          void this.step('start_speaker', Subject['measurement.start_speaker'], { session_id: sid }, this.opts.v1NextSpeakerAfterMs);
+        }
+        return;
       default:
-        // speaker_complete (the app ignores it) and analysis_results need no answer.
+        // analysis_results needs no answer.
         return;
     }
   }
