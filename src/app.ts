@@ -82,7 +82,9 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       },
       { sinkEnabled: sink !== undefined },
     );
-    relay = new OutboxRelay(db, jetStreamDestination(nc, jsm, config.nats, log.child({ component: 'relay' })), log.child({ component: 'relay' }), {
+    // A new stream leader (its old node died): publish the backlog now, not after a back-off.
+    const destination = jetStreamDestination(nc, jsm, config.nats, log.child({ component: 'relay' }), () => relay.retryNow());
+    relay = new OutboxRelay(db, destination, log.child({ component: 'relay' }), {
       holder,
       onStandbyNotify: () => nc.publish(kickSubject),
     });

@@ -13,6 +13,7 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { InternalSubject, allBroadcastsFilter, subjectNames } from '../../subjects/index.js';
+import { streamLeaderElected } from '../../src/outbox/jetstream.js';
 import { joinFailuresBucket } from '../../src/transport/join-failures.js';
 
 export interface NatsConfigOptions {
@@ -67,7 +68,8 @@ export function renderNatsConfig(opts: NatsConfigOptions = {}): string {
       `${api}.CONSUMER.DELETE.${kvStream}.>`,
       `$KV.${kv}.>`,
     ],
-    subscribe: [...commands, '$SRV.>', `${p}${InternalSubject.outboxKick}`, '_INBOX.>'],
+    // Its stream's leader elections: publishing resumes at once after a failover.
+    subscribe: [...commands, '$SRV.>', `${p}${InternalSubject.outboxKick}`, streamLeaderElected(stream), '_INBOX.>'],
   };
   const gateway = {
     publish: commands,
