@@ -171,7 +171,7 @@ async function round(label: string, victim: () => Promise<NatsNode>) {
 
     figures[label] = {
       killed: target.name,
-      stream_leader_after_kill_ms: Math.round(electedAt - killedAt),
+      stream_leader_after_kill_ms: Number.isNaN(electedAt) ? 'no election (leader elsewhere)' : Math.round(electedAt - killedAt),
       commands_back_ms: probes.commandsBackAfter(killedAt),
       broadcasts_back_ms: broadcastsBackAfter(watcher, probes.sent, killedAt),
       failed_probes: probes.sent.filter((p) => p.failed).length,
