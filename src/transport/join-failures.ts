@@ -71,10 +71,12 @@ export class SharedJoinFailures implements FailureLog {
   static async open(nc: NatsConnection, config: Config['nats'], log: Logger): Promise<SharedJoinFailures> {
     const bucket = joinFailuresBucket(config.stream);
     const stream = `KV_${bucket}`;
+    // Creating a replicated stream takes a cluster round or two: a longer timeout than look-ups.
+    const admin = await jetstreamManager(nc, { timeout: 10_000, checkAPI: false });
     const jsm = await jetstreamManager(nc, { timeout: STORE_TIMEOUT_MS, checkAPI: false });
     // The stream behind the bucket, as `nats kv add` makes it, with the window as max age.
     await ensureStreamConfig(
-      jsm,
+      admin,
       {
         name: stream,
         subjects: [`$KV.${bucket}.>`],
@@ -90,7 +92,7 @@ export class SharedJoinFailures implements FailureLog {
     );
     const kv = await new Kvm(jetstream(nc, { timeout: STORE_TIMEOUT_MS })).open(bucket);
     const store = new SharedJoinFailures(nc, jsm, kv, stream, bucket, log);
-    const empty = (await jsm.streams.info(stream)).state.messages === 0;
+    const empty = (await admin.streams.info(stream)).state.messages === 0;
     await store.startWatch(empty);
     return store;
   }
