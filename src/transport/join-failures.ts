@@ -11,8 +11,9 @@
  *   passes without any round trip: that is every honest join. A device with failures on record
  *   asks the bucket for its keys (one STREAM.INFO filtered on the device): a failure recorded a
  *   moment ago on another replica, not yet delivered by the watch, still counts at the limit.
- *   The view is only trusted to say "none"; the watch delivers a failure to every replica
- *   within a route hop, far quicker than a phone can send its next guess.
+ *   The view is only trusted to say "none" (or "already over the limit"); the watch delivers
+ *   a failure to every replica within a route hop, far quicker than a phone can guess again.
+ *   A look-up costs the server a scan of the bucket's keys (the last minute's wrong codes).
  * - Fail open: with NATS or the bucket unreachable, a join is decided from the local view and a
  *   wrong code is kept locally (one warning per outage), never refused for the outage.
  */
@@ -97,12 +98,13 @@ export class SharedJoinFailures implements FailureLog {
     return store;
   }
 
-  async recent(deviceId: string, since: number): Promise<number[]> {
+  async recent(deviceId: string, since: number, enough: number): Promise<number[]> {
     const token = deviceToken(deviceId);
     const known = this.known(token, since);
     // Nobody saw this device fail: the fast path, no round trip.
     if (known.size === 0) return [];
-    if (this.usable()) {
+    // Known here to be over the limit already (a guesser retrying): no round trip either.
+    if (known.size < enough && this.usable()) {
       try {
         const info = await this.jsm.streams.info(this.stream, { subjects_filter: `${this.subjectRoot}.${token}.*` });
         for (const subject of Object.keys(info.state.subjects ?? {})) {
