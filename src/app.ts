@@ -85,7 +85,9 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
         sink?.notify();
       },
     });
-    relay = new OutboxRelay(db, jetStreamDestination(nc, jsm, config.nats, log.child({ component: 'relay' })), log.child({ component: 'relay' }), {
+    // A new stream leader (its old node died): publish the backlog now, not after a back-off.
+    const destination = jetStreamDestination(nc, jsm, config.nats, log.child({ component: 'relay' }), () => relay.retryNow());
+    relay = new OutboxRelay(db, destination, log.child({ component: 'relay' }), {
       holder,
       onStandbyNotify: () => nc.publish(kickSubject),
     });
@@ -159,10 +161,17 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
         const deadline = Date.now() + config.shutdownTimeoutMs;
         const left = () => Math.max(0, deadline - Date.now());
         let clean = true;
-        /** Runs one step, for at most what is left of the shutdown time. */
+        /**
+         * Runs one step, for at most what is left of the shutdown time. Once that is used up the
+         * remaining steps are started but not waited for: the process is about to exit anyway.
+         */
         const phase = async (name: string, work: () => Promise<unknown>) => {
+          const running = work().catch((err) => log.warn({ err, step: name }, 'shutdown step failed'));
+          if (!clean) return;
           step = name;
-          const gaveUp = await Promise.race([work().then(() => false), delay(left()).then(() => true)]);
+          const t0 = performance.now();
+          const gaveUp = await Promise.race([running.then(() => false), delay(left()).then(() => true)]);
+          log.debug({ step: name, ms: Math.round(performance.now() - t0) }, 'shutdown step done');
           if (gaveUp) {
             clean = false;
             log.warn({ step: name, nats_in_flight: service.inFlight }, 'shutdown: gave up waiting');
@@ -182,8 +191,10 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
         kickSub.unsubscribe();
         if (!nc.isClosed()) await phase('NATS drain', () => nc.drain().catch((err) => log.warn({ err }, 'NATS drain failed')));
         await phase('database close', () => db.close());
-        step = 'stopped';
-        if (clean) log.info('shut down cleanly');
+        if (clean) {
+          step = 'stopped';
+          log.info('shut down cleanly');
+        }
         return clean;
       })());
     const shutdownProgress = () => ({ step, nats_in_flight: service.inFlight });

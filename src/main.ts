@@ -12,8 +12,11 @@ import { startDevNatsIfNeeded } from './dev-nats.js';
 import { createLogger } from './log.js';
 import { NatsAuthError } from './transport/nats.js';
 
-/** Time for the last log lines to reach stdout after the shutdown timeout fired. */
-const EXIT_FLUSH_MS = 50;
+/**
+ * The app's own steps give up at SHUTDOWN_TIMEOUT_MS; this much later the process exits
+ * regardless (a step that ignores its deadline, e.g. a hung database close).
+ */
+const EXIT_GRACE_MS = 250;
 
 async function main(): Promise<void> {
   let config;
@@ -46,27 +49,30 @@ async function main(): Promise<void> {
   }
 
   let signalledAt: number | undefined;
-  const timedOut = () =>
-    log.error(
-      { timeout_ms: config.shutdownTimeoutMs, ...app.shutdownProgress() },
-      'shutdown timed out (SHUTDOWN_TIMEOUT_MS): exiting with work unfinished',
-    );
+  let finished = false;
   const shutdown = (code: number) => {
     signalledAt = performance.now();
     const started = signalledAt;
+    const end = (clean: boolean) => {
+      if (finished) return;
+      finished = true;
+      if (!clean) {
+        log.error(
+          { timeout_ms: config.shutdownTimeoutMs, ...app.shutdownProgress() },
+          'shutdown timed out (SHUTDOWN_TIMEOUT_MS): exiting with work unfinished',
+        );
+      }
+      log.info({ shutdown_ms: Math.round(performance.now() - started) }, 'exiting');
+      exit(clean ? code : 1);
+    };
     // The hard limit: whatever still runs (a request stuck on a dependency), the process ends.
-    const timer = setTimeout(() => {
-      timedOut();
-      setTimeout(() => exit(1), EXIT_FLUSH_MS);
-    }, config.shutdownTimeoutMs);
+    const timer = setTimeout(() => end(false), config.shutdownTimeoutMs + EXIT_GRACE_MS);
     app
       .stop()
       .then(async (clean) => {
         await stopDevNats?.();
         clearTimeout(timer);
-        if (!clean) timedOut();
-        log.info({ shutdown_ms: Math.round(performance.now() - started) }, 'exiting');
-        exit(clean ? code : 1);
+        end(clean);
       })
       .catch((err) => {
         log.error({ err }, 'shutdown failed');

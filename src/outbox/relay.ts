@@ -48,6 +48,7 @@ export class OutboxRelay {
   private wake?: () => void;
   private wakeBackoff?: () => void;
   private kicked = false;
+  private retryRequested = false;
   private failures = 0;
   private leader = false;
   private readonly opts: Required<Omit<RelayOptions, 'onStandbyNotify'>> & Pick<RelayOptions, 'onStandbyNotify'>;
@@ -81,9 +82,14 @@ export class OutboxRelay {
     this.wake?.();
   }
 
-  /** Ends a failure back-off at once (the destination is back, e.g. NATS reconnected). */
+  /**
+   * Ends a failure back-off at once (the destination is back, e.g. NATS reconnected). Also
+   * when it comes while the failing pass is still unwinding: the back-off that follows is
+   * skipped, not waited out.
+   */
   retryNow(): void {
     this.kicked = true;
+    this.retryRequested = true;
     this.wakeBackoff?.();
   }
 
@@ -143,6 +149,8 @@ export class OutboxRelay {
   /** One pass: read a batch, deliver per lobby in parallel. Returns whether more may wait. */
   private async pass(): Promise<boolean> {
     this.kicked = false;
+    // A retry asked for before this pass began is this pass.
+    this.retryRequested = false;
     const rows = await this.db.read((em) =>
       em.find(LobbyEventEntity, { [this.dest.column]: null }, { orderBy: { id: 'asc' }, limit: this.opts.batch }),
     );
@@ -185,6 +193,10 @@ export class OutboxRelay {
 
   private idle(ms: number, wakeOnKick: boolean): Promise<void> {
     if (wakeOnKick && this.kicked) return Promise.resolve();
+    if (!wakeOnKick && this.retryRequested) {
+      this.retryRequested = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const t = setTimeout(done, ms);
       function done() {

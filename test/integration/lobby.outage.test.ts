@@ -15,7 +15,9 @@ beforeAll(async () => {
   nats = await startPrivateNats();
   env = await createTestEnv({ NATS_URL: nats.url });
   app = await startService(env.env);
-  client = await GatewayClient.connect(env, nats.url);
+  // A core subscriber misses what is published while it is itself disconnected, and the relay
+  // publishes the backlog the moment the service is back: the tap must reconnect first.
+  client = await GatewayClient.connect(env, nats.url, { reconnectTimeWait: 10, reconnectJitter: 0 });
   tap = await Tap.open(client);
 });
 afterAll(async () => {
