@@ -1,6 +1,7 @@
 // Graceful shutdown of the service process, over both transports, with real signals. Requests
-// are held in flight by a slow dependency: the test locks the lobby's row in PostgreSQL, so
-// every join into it waits inside the service until the test lets go.
+// are held in flight by a slow dependency: the test locks lobby rows in PostgreSQL, so every
+// join into them waits inside the service until the test lets go. Each request joins a lobby of
+// its own: joins into one lobby would queue in that lobby's actor, one of them on the lock.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/infra.js';
@@ -20,12 +21,17 @@ afterAll(async () => {
   await env?.db.drop();
 });
 
-/** Holds the lobby's row lock in a transaction of our own until `release()`. */
-async function lockLobby(lobbyId: string): Promise<{ release(): Promise<void> }> {
+/** `n` lobbies, each created by its own admin. */
+async function createLobbies(n: number): Promise<Array<{ lobby_id: string; code: string }>> {
+  return Promise.all(Array.from({ length: n }, () => client.call('lobby.create', device('admin'), {})));
+}
+
+/** Holds the lobbies' row locks in a transaction of our own until `release()`. */
+async function lockLobbies(lobbyIds: string[]): Promise<{ release(): Promise<void> }> {
   const c = new pg.Client({ connectionString: env.databaseUrl });
   await c.connect();
   await c.query('BEGIN');
-  await c.query('SELECT id FROM lobbies WHERE id = $1 FOR UPDATE', [lobbyId]);
+  await c.query('SELECT id FROM lobbies WHERE id = ANY($1::uuid[]) FOR UPDATE', [lobbyIds]);
   return {
     async release() {
       await c.query('ROLLBACK').catch(() => undefined);
@@ -53,17 +59,21 @@ interface HttpReply {
   body: { lobby_id?: string; error?: { code: string } };
 }
 
-/** `n` joins over NATS and `n` over HTTP into the lobby, all held by the lock; resolves once all wait on it. */
-async function joinsInFlight(svc: { ready: LogLine }, code: string, n: number, abandoned = false) {
+/**
+ * Joins over NATS into the first half of `codes` and over HTTP into the second half, all held by
+ * the locks; resolves once all wait on them.
+ */
+async function joinsInFlight(svc: { ready: LogLine }, codes: string[], abandoned = false) {
+  const n = codes.length / 2;
   const nats: Array<Promise<Reply<unknown>>> = [];
   const http: Array<Promise<HttpReply>> = [];
   for (let i = 0; i < n; i++) {
-    nats.push(client.send('lobby.join', device(`nats${i}`), { code }, { timeoutMs: 60_000 }));
+    nats.push(client.send('lobby.join', device(`nats${i}`), { code: codes[i]! }, { timeoutMs: 60_000 }));
     http.push(
       fetch(`${svc.ready.http}/lobbies/join`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ code, device_id: device(`http${i}`) }),
+        body: JSON.stringify({ code: codes[n + i], device_id: device(`http${i}`) }),
       }).then(async (r) => ({ status: r.status, body: (await r.json()) as HttpReply['body'] })),
     );
   }
@@ -79,11 +89,11 @@ const logged = (svc: ServiceProcess, msg: string) => waitFor(() => svc.logs.find
 describe('graceful shutdown', () => {
   it('shutdown - SIGTERM with requests in flight over NATS and HTTP: every one gets its reply, the outbox is flushed, exit 0', async () => {
     const svc = await spawnService(env.env);
-    const lobby = await client.call('lobby.create', device('admin'), { max_participants: 64 });
-    const lock = await lockLobby(lobby.lobby_id);
+    const lobbies = await createLobbies(16);
+    const lock = await lockLobbies(lobbies.map((l) => l.lobby_id));
     let released = false;
     try {
-      const { nats, http } = await joinsInFlight(svc, lobby.code, 8);
+      const { nats, http } = await joinsInFlight(svc, lobbies.map((l) => l.code));
       const t0 = performance.now();
       svc.kill('SIGTERM');
       await logged(svc, 'shutting down: no new requests');
@@ -96,12 +106,12 @@ describe('graceful shutdown', () => {
       const [natsReplies, httpReplies] = await Promise.all([Promise.all(nats), Promise.all(http)]);
       expect(natsReplies.map((r) => r.ok)).toEqual(Array(8).fill(true));
       expect(httpReplies.map((r) => r.status)).toEqual(Array(8).fill(200));
-      expect(httpReplies.every((r) => r.body.lobby_id === lobby.lobby_id)).toBe(true);
+      expect(httpReplies.map((r) => r.body.lobby_id)).toEqual(lobbies.slice(8).map((l) => l.lobby_id));
       expect(await svc.exited).toBe(0);
       const shutdownMs = performance.now() - t0;
       expect(svc.logs.some((l) => l.msg === 'shut down cleanly')).toBe(true);
       // Every join's broadcast was published before the process went.
-      expect(await streamCount(client, lobby.lobby_id)).toBe(1 + 16);
+      for (const l of lobbies) expect(await streamCount(client, l.lobby_id)).toBe(1 + 1);
       console.info(`[figures] SIGTERM with 16 requests in flight, lock held ${hold} ms after it: exit 0 after ${Math.round(shutdownMs)} ms`);
     } finally {
       if (!released) await lock.release();
@@ -111,10 +121,10 @@ describe('graceful shutdown', () => {
   it('shutdown - requests stuck past SHUTDOWN_TIMEOUT_MS: exit 1 promptly at the timeout, saying where it was stuck', async () => {
     const timeoutMs = 1_500;
     const svc = await spawnService({ ...env.env, SHUTDOWN_TIMEOUT_MS: String(timeoutMs) });
-    const lobby = await client.call('lobby.create', device('admin'), {});
-    const lock = await lockLobby(lobby.lobby_id);
+    const lobbies = await createLobbies(6);
+    const lock = await lockLobbies(lobbies.map((l) => l.lobby_id));
     try {
-      await joinsInFlight(svc, lobby.code, 3, true);
+      await joinsInFlight(svc, lobbies.map((l) => l.code), true);
       const t0 = performance.now();
       svc.kill('SIGTERM');
       expect(await svc.exited).toBe(1);
@@ -131,10 +141,10 @@ describe('graceful shutdown', () => {
 
   it('shutdown - a second SIGTERM exits at once, saying so', async () => {
     const svc = await spawnService({ ...env.env, SHUTDOWN_TIMEOUT_MS: '60000' });
-    const lobby = await client.call('lobby.create', device('admin'), {});
-    const lock = await lockLobby(lobby.lobby_id);
+    const lobbies = await createLobbies(6);
+    const lock = await lockLobbies(lobbies.map((l) => l.lobby_id));
     try {
-      await joinsInFlight(svc, lobby.code, 3, true);
+      await joinsInFlight(svc, lobbies.map((l) => l.code), true);
       svc.kill('SIGTERM');
       await logged(svc, 'shutting down: no new requests');
       const t0 = performance.now();
