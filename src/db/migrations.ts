@@ -112,6 +112,10 @@ class Migration001Initial extends Migration {
  *   is handed follows the last one it published.
  * - `lobby_state(lobby, session)`: a lobby's whole aggregate as one JSON value (one round trip
  *   to load it, and the fresh state returned by a refused write).
+ * - `lobby_events.traceparent`: the W3C trace context of the request that caused an event, for
+ *   the broadcast's headers.
+ * - `session_steps`: every step that changed a session (device steps, deadlines, auto-advance,
+ *   departures), with its time: the session timeline.
  * - `lobby_apply(change)`: a command's writes as one call, in one transaction. It takes the lobby
  *   row lock FIRST and only then compares versions and writes: every statement in a plpgsql
  *   function takes a fresh snapshot, so the check sees whatever committed before the lock was
@@ -125,6 +129,19 @@ class Migration002OneRoundTrip extends Migration {
     this.addSql(`update lobbies l set last_event_id = (select max(e.id) from lobby_events e where e.lobby_id = l.id)`);
     this.addSql(`create index participants_lobby on participants (lobby_id, id)`);
     this.addSql(`create index measurement_sessions_lobby on measurement_sessions (lobby_id)`);
+    this.addSql(`alter table lobby_events add column traceparent text`);
+    this.addSql(`
+      create table session_steps (
+        id bigserial primary key,
+        session_id uuid not null references measurement_sessions (id) on delete cascade deferrable initially deferred,
+        at timestamptz not null,
+        step text not null,
+        device_id text,
+        phase_before text not null,
+        phase_after text not null,
+        detail jsonb
+      )`);
+    this.addSql(`create index session_steps_session on session_steps (session_id, id)`);
     this.addSql(`
       create or replace function lobby_state(lid uuid, sid uuid default null) returns jsonb
       language sql stable as $fn$
@@ -203,10 +220,18 @@ class Migration002OneRoundTrip extends Migration {
           end if;
         end if;
 
+        if jsonb_typeof(c->'steps') = 'array' then
+          insert into session_steps (session_id, at, step, device_id, phase_before, phase_after, detail)
+          select (st->>'session_id')::uuid, (st->>'at')::timestamptz, st->>'step', st->>'device_id',
+                 st->>'phase_before', st->>'phase_after', nullif(st->'detail', 'null'::jsonb)
+          from jsonb_array_elements(c->'steps') with ordinality as y(st, n)
+          order by y.n;
+        end if;
+
         with ins as (
-          insert into lobby_events (lobby_id, session_id, type, payload, targets, created_at, published_at, sink_delivered_at)
+          insert into lobby_events (lobby_id, session_id, type, payload, targets, created_at, published_at, sink_delivered_at, traceparent)
           select lid, (e->>'session_id')::uuid, e->>'type', e->'payload', e->'targets', (e->>'created_at')::timestamptz, null,
-                 case when (c->>'sink')::boolean then null else (e->>'created_at')::timestamptz end
+                 case when (c->>'sink')::boolean then null else (e->>'created_at')::timestamptz end, e->>'traceparent'
           from jsonb_array_elements(c->'events') with ordinality as x(e, n)
           order by x.n
           returning id)

@@ -42,6 +42,16 @@ export interface EventRow {
   createdAt: Date;
 }
 
+/** What a command brings besides its decision (a `CommandContext` fits). */
+export interface RunOptions {
+  /** The request's key: its reply is stored with its writes. */
+  idempotency?: IdempotencySpec;
+  /** The request's W3C trace context, carried into its broadcasts. */
+  traceparent?: string;
+  /** The refusal when the lobby does not exist (default `lobby_not_found` / `session_not_found`). */
+  notFound?: () => ServiceError;
+}
+
 /** How a command names its lobby. */
 export type LobbyRef = { lobbyId: string } | { code: string } | { sessionId: string };
 
@@ -90,7 +100,7 @@ export class Lobbies {
   async run<T>(
     ref: LobbyRef,
     decide: (tx: Draft) => T | Promise<T>,
-    opts: { idempotency?: IdempotencySpec; notFound?: () => ServiceError } = {},
+    opts: RunOptions = {},
   ): Promise<T> {
     const notFound = opts.notFound ?? (() => ('sessionId' in ref ? fail.sessionNotFound() : fail.lobbyNotFound()));
     // A code can come to name another lobby (the one it named closed): then resolve it again.
@@ -114,7 +124,7 @@ export class Lobbies {
     ref: LobbyRef,
     preloaded: Aggregate | null,
     decide: (tx: Draft) => T | Promise<T>,
-    opts: { idempotency?: IdempotencySpec },
+    opts: RunOptions,
     notFound: () => ServiceError,
   ): Promise<{ done: true; reply: T } | { done: false }> {
     const cached = this.cache.get(key);
@@ -134,7 +144,7 @@ export class Lobbies {
           throw notFound();
         }
         this.remember(agg);
-        const draft = new Draft(agg, (id) => this.store.loadSession(id, key));
+        const draft = new Draft(agg, (id) => this.store.loadSession(id, key), false, opts.traceparent ?? null);
         let reply: T;
         try {
           reply = await decide(draft);
@@ -179,11 +189,11 @@ export class Lobbies {
     lobby: LobbyRow,
     creator: ParticipantRow,
     decide: (tx: Draft) => T,
-    opts: { idempotency?: IdempotencySpec } = {},
+    opts: RunOptions = {},
   ): Promise<T> {
     const agg: Aggregate = { lobby, members: [], version: 0, sessions: new Map() };
     return this.mailboxes.send(lobby.id, async () => {
-      const draft = new Draft(agg, async () => null, true);
+      const draft = new Draft(agg, async () => null, true, opts.traceparent ?? null);
       draft.members.push(creator);
       const reply = decide(draft);
       const applied = await this.store.apply(draft.change({ sink: this.opts.sink, idempotency: opts.idempotency, reply }));

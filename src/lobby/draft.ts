@@ -8,7 +8,7 @@ import type { EventName } from '../../subjects/index.js';
 import type { IdempotencySpec } from '../transport/idempotency.js';
 import type { Session } from '../measurement/model.js';
 import { cloneLobby, cloneMember, lobbyToJson, memberToJson, sameMember, type Aggregate, type LobbyRow, type ParticipantRow, type SessionRecord } from './model.js';
-import type { Change } from './store.js';
+import type { Change, StepRecord } from './store.js';
 
 /** A broadcast to write to the outbox: event, data and the devices it is meant for. */
 export interface OutboxEvent {
@@ -35,6 +35,7 @@ interface SessionWrite {
 export class Draft {
   readonly loaded: Loaded;
   readonly events: OutboxEvent[] = [];
+  readonly steps: StepRecord[] = [];
   private readonly sessionWrites = new Map<string, SessionWrite>();
 
   constructor(
@@ -42,6 +43,8 @@ export class Draft {
     private readonly loadSession: (id: string) => Promise<SessionRecord | null>,
     /** A new lobby (lobby.create): inserted rather than updated. */
     private readonly isNew = false,
+    /** W3C trace context of the request, carried into its broadcasts. */
+    readonly traceparent: string | null = null,
   ) {
     this.loaded = { lobby: cloneLobby(base.lobby), members: base.members.map(cloneMember) };
   }
@@ -57,6 +60,11 @@ export class Draft {
   /** Queues a broadcast; it is inserted at commit, in call order (so in id order). */
   emit(event: OutboxEvent): void {
     this.events.push(event);
+  }
+
+  /** Records a step that changed a session, for its timeline. */
+  recordStep(step: Omit<StepRecord, 'at'>): void {
+    this.steps.push({ ...step, at: new Date().toISOString() });
   }
 
   /** A session of this lobby as this command sees it (its own write first), or null. */
@@ -114,9 +122,11 @@ export class Draft {
         payload: e.data,
         targets: e.targets,
         created_at: new Date().toISOString(),
+        traceparent: this.traceparent,
       })),
       sink: opts.sink,
     };
+    if (this.steps.length > 0) c.steps = this.steps;
     // One command writes at most one session (steps and lobby commands touch the active one).
     const [w] = [...this.sessionWrites.values()];
     if (w) {

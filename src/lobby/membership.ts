@@ -50,7 +50,7 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
               updated(tx, 'lobby_created', { device_id: ctx.deviceId });
               return toLobby(tx.lobby, tx.members);
             },
-            { idempotency: ctx.idempotency },
+            ctx,
           );
         } catch (err) {
           // Another open lobby has this code: draw again.
@@ -99,7 +99,7 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
             updated(tx, 'participant_joined', { device_id: ctx.deviceId, rejoined: Boolean(me) });
             return toLobby(lobby, members);
           },
-          { idempotency: ctx.idempotency, notFound: () => ((unknown = true), fail.lobbyNotFound()) },
+          { ...ctx, notFound: () => ((unknown = true), fail.lobbyNotFound()) },
         );
       } catch (err) {
         if (unknown) await joinGuard.recordFailure(ctx.deviceId);
@@ -129,7 +129,7 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
           }
           return { ok: true as const };
         },
-        { idempotency: ctx.idempotency },
+        ctx,
       );
     },
 
@@ -165,7 +165,7 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
           updated(tx, 'participant_kicked', { target_device_id: target.deviceId }, [target.deviceId]);
           return { ok: true as const };
         },
-        { idempotency: ctx.idempotency },
+        ctx,
       );
     },
 
@@ -188,7 +188,7 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
           }
           return { ok: true as const, admin_device_id: lobby.adminDeviceId };
         },
-        { idempotency: ctx.idempotency },
+        ctx,
       );
     },
 

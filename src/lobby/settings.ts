@@ -46,7 +46,7 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
         // Returned from the decision: it is the reply an Idempotency-Key keeps.
         return reply;
       },
-      { idempotency: ctx.idempotency },
+      ctx,
     );
   }
 
@@ -65,7 +65,7 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
           updated(tx, 'measurement_started', { device_id: ctx.deviceId });
           return { ok: true as const, state: lobby.state };
         },
-        { idempotency: ctx.idempotency },
+        ctx,
       );
     },
 
@@ -77,7 +77,7 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
           if (tx.lobby.state !== 'closed') await close(tx, 'closed by the admin');
           return { ok: true as const, state: 'closed' as const };
         },
-        { idempotency: ctx.idempotency },
+        ctx,
       );
     },
 
@@ -142,7 +142,7 @@ export function settingsHandlers(deps: LobbyDeps, ops: LobbyOps) {
           });
           return { ok: true as const };
         },
-        { idempotency: ctx.idempotency },
+        ctx,
       );
     },
 

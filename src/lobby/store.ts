@@ -47,6 +47,17 @@ const JOINED_LOBBIES = `
 /** A session with its lobby, for `session_status`. */
 const SESSION_DOC = `select doc, lobby_id from measurement_sessions where id = $1::uuid`;
 
+/** One step that changed a session, for its timeline (`session_steps`). */
+export interface StepRecord {
+  session_id: string;
+  at: string;
+  step: string;
+  device_id: string | null;
+  phase_before: string;
+  phase_after: string;
+  detail?: Record<string, unknown> | null;
+}
+
 /** What `lobby_apply` takes (see the migration for its meaning). */
 export interface Change {
   lobby_id: string;
@@ -66,7 +77,17 @@ export interface Change {
     created_at: string;
     updated_at: string;
   };
-  events: Array<{ session_id: string | null; type: string; payload: Record<string, unknown>; targets: string[]; created_at: string }>;
+  events: Array<{
+    session_id: string | null;
+    type: string;
+    payload: Record<string, unknown>;
+    targets: string[];
+    created_at: string;
+    /** W3C trace context of the request that caused it (null when none). */
+    traceparent: string | null;
+  }>;
+  /** Session steps to record in the session's timeline. */
+  steps?: StepRecord[];
   /** Whether the v1 sink is on (its rows start undelivered). */
   sink: boolean;
   idempotency?: { device_id: string; key: string; subject: string; request_hash: string; reply: string };

@@ -101,7 +101,7 @@ export function createMeasurementHandlers({ lobbies, config, sessions }: Measure
           for (const p of view.participants) {
             if (!p.connected && listed.has(p.device_id)) s.disconnected[p.device_id] = now;
           }
-          sessions.persist(tx, null, result);
+          sessions.persist(tx, null, result, { kind: 'create_session', device_id: ctx.deviceId });
           return {
             session_id: s.session_id,
             job_id: s.job_id,
@@ -112,7 +112,7 @@ export function createMeasurementHandlers({ lobbies, config, sessions }: Measure
             audio_duration_seconds: s.signal_duration_seconds,
           };
         },
-        { idempotency: ctx.idempotency },
+        ctx,
       );
     },
 

@@ -26,6 +26,35 @@ const DUE = `select id from measurement_sessions where wake_at <= $1::timestampt
 /** The earliest wake time of any session. */
 const NEXT_WAKE = `select (extract(epoch from min(wake_at)) * 1000)::float8 as wake_ms from measurement_sessions where wake_at is not null`;
 
+/** A step as the timeline records it: a protocol step, or the session's creation. */
+export type TimelineStep = Step | { kind: 'create_session'; device_id: string };
+
+/** What the timeline shows of a step besides who sent it: its data, or what a tick fired. */
+function stepDetail(step: TimelineStep, result: TransitionResult): Record<string, unknown> | null {
+  switch (step.kind) {
+    case 'speaker_audio_ready':
+      return step.audio_hash === undefined ? null : { audio_hash: step.audio_hash };
+    case 'recording_uploaded':
+      return { upload_name: step.upload_name };
+    case 'error':
+      return { error_code: step.error_code ?? null, error_message: step.error_message };
+    case 'cancel':
+      return { reason: step.reason ?? null };
+    case 'presence':
+      return { connected: step.connected };
+    case 'lobby_closed':
+      return { reason: step.reason };
+    case 'tick': {
+      // A deadline or a disconnect grace period that fired, or the automatic next speaker.
+      const error = result.broadcasts.find((b) => b.event === EventName['measurement.error']);
+      if (error) return { fired: error.data.error_code, missing_device_ids: error.data.missing_device_ids ?? [] };
+      return { fired: 'next_speaker', current_speaker_index: result.session.current_speaker_index };
+    }
+    default:
+      return null;
+  }
+}
+
 export class Sessions implements SessionHooks {
   /** Called with the new wake time after a transition (re-arms the deadline scheduler). */
   onWake: (at: number) => void = () => undefined;
@@ -64,7 +93,7 @@ export class Sessions implements SessionHooks {
         const record = await tx.session(sessionId);
         if (!record) throw fail.sessionNotFound();
         const result = transition(record.doc, step, this.stepContext(tx.lobby, joinedDeviceIds(tx.members)));
-        this.persist(tx, record, result);
+        this.persist(tx, record, result, step);
         return shape({
           ok: true,
           session_id: sessionId,
@@ -73,7 +102,7 @@ export class Sessions implements SessionHooks {
           phase: result.session.phase,
         });
       },
-      { idempotency: ctx?.idempotency },
+      ctx,
     );
   }
 
@@ -82,10 +111,20 @@ export class Sessions implements SessionHooks {
    * broadcasts, and the lobby effect. `base` is the stored record it was decided from (null for
    * a new session).
    */
-  persist(tx: Draft, base: SessionRecord | null, result: TransitionResult, applyLobby = true): void {
+  persist(tx: Draft, base: SessionRecord | null, result: TransitionResult, step: TimelineStep, applyLobby = true): void {
     const session = result.session;
     const wake = wakeAt(session, { presence_grace_ms: this.config.measurement.presenceGraceMs });
-    if (base === null || session !== base.doc) tx.writeSession(session.session_id, base, session, wake);
+    if (base === null || session !== base.doc) {
+      tx.writeSession(session.session_id, base, session, wake);
+      tx.recordStep({
+        session_id: session.session_id,
+        step: step.kind,
+        device_id: 'device_id' in step ? step.device_id : null,
+        phase_before: base?.doc.phase ?? 'idle',
+        phase_after: session.phase,
+        detail: stepDetail(step, result),
+      });
+    }
     for (const b of result.broadcasts) {
       tx.emit({ sessionId: session.session_id, event: b.event, data: b.data, targets: b.targets });
     }
@@ -124,7 +163,7 @@ export class Sessions implements SessionHooks {
     if (!record) return;
     const result = transition(record.doc, step, this.stepContext(tx.lobby, joinedDeviceIds(tx.members)));
     // Closing the lobby sets its state itself; the session's "back to open" does not apply.
-    this.persist(tx, record, result, step.kind !== 'lobby_closed');
+    this.persist(tx, record, result, step, step.kind !== 'lobby_closed');
   }
 
   async listedDevices(tx: Draft): Promise<Set<string>> {

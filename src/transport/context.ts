@@ -11,6 +11,8 @@ export interface CommandContext {
   log: Logger;
   /** Set when the request carries an `Idempotency-Key`: its first reply is stored with its effects. */
   idempotency?: IdempotencySpec;
+  /** W3C `traceparent` of the request, carried into the broadcasts it causes. */
+  traceparent?: string;
   /** Internal reads by the HTTP shim itself: no member check, no per-device rate limit. */
   trusted?: boolean;
 }
