@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The slow fault tests have their own run: `npm run test:faults` (vitest.faults.config.ts).
+    exclude: [...configDefaults.exclude, 'test/faults/**'],
     // Resolves one NATS URL and one PostgreSQL admin URL for the whole run
     // (env NATS_URL/DATABASE_URL, else private nats-server/local Postgres, else testcontainers).
     globalSetup: ['test/helpers/global-setup.ts'],

@@ -19,6 +19,7 @@ import { gatewaySinkDestination } from './outbox/sink.js';
 import { UnitOfWork } from './outbox/unit-of-work.js';
 import { Dispatcher, type HandlerTable } from './transport/dispatch.js';
 import { IdempotencyStore } from './transport/idempotency.js';
+import { SharedJoinFailures } from './transport/join-failures.js';
 import { JoinGuard, TokenBuckets } from './transport/limits.js';
 import { NatsService, connectNats, natsConnected } from './transport/nats.js';
 
@@ -51,6 +52,8 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     const nc = await connectNats(config.nats, log).finally(() => clearTimeout(waiting));
     cleanup.unshift(() => nc.close());
     const jsm = await ensureStream(nc, config.nats, log);
+    const joinFailures = await SharedJoinFailures.open(nc, config.nats, log.child({ component: 'join-guard' }));
+    cleanup.unshift(async () => joinFailures.stop());
 
     const holder = `${process.pid}-${crypto.randomUUID()}`;
     const kickSubject = `${config.nats.subjectPrefix}${InternalSubject.outboxKick}`;
@@ -91,7 +94,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     const sessions = new Sessions(db, uow, config);
     const scheduler = new DeadlineScheduler(sessions, log.child({ component: 'deadlines' }));
     const handlers: HandlerTable = {
-      ...createLobbyHandlers({ db, uow, config, sessions, joinGuard: new JoinGuard(config.limits.joinFailuresPerMinute) }),
+      ...createLobbyHandlers({ db, uow, config, sessions, joinGuard: new JoinGuard(config.limits.joinFailuresPerMinute, joinFailures) }),
       ...createMeasurementHandlers({ uow, config, sessions }),
     };
     const idempotency = new IdempotencyStore(db);
@@ -148,6 +151,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
         await service.stop(config.shutdownTimeoutMs);
         await scheduler.stop();
         await sessions.mailboxes.idle();
+        joinFailures.stop();
         await Promise.all([relay.stop(config.shutdownTimeoutMs), sink?.stop(config.shutdownTimeoutMs)]);
         kickSub.unsubscribe();
         await nc.drain().catch((err) => log.warn({ err }, 'NATS drain failed'));

@@ -3,6 +3,7 @@
  *
  * A bad value stops start-up with one line naming the variable (`ConfigError`).
  */
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { z } from 'zod';
 import { MAX_PARTICIPANTS, NEXT_SPEAKER_DELAY } from '../subjects/index.js';
 
@@ -86,7 +87,17 @@ const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'si
 /** Each variable, its parser and default. Unset and empty mean "use the default". */
 const schema = z.object({
   NATS_URL: natsUrls.default(['nats://127.0.0.1:4222']),
-  NATS_CREDS: z.string().optional(),
+  NATS_CREDS: z
+    .string()
+    .refine((path) => {
+      try {
+        accessSync(path, fsConstants.R_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must name a readable credentials file')
+    .optional(),
   NATS_TOKEN: z.string().optional(),
   NATS_USER: z.string().optional(),
   NATS_PASSWORD: z.string().optional(),
@@ -94,6 +105,7 @@ const schema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, - or _')
     .default('LOBBY_EVENTS'),
+  NATS_STREAM_REPLICAS: int(1, 5).default(1),
   /** Not in the contract: a deployment prefix for every subject (shared clusters, tests). */
   NATS_SUBJECT_PREFIX: subjectPrefix.optional(),
   DATABASE_URL: databaseUrl.default({ kind: 'embedded', dir: './data/lobby' }),
@@ -130,6 +142,11 @@ export interface Config {
     user?: string;
     password?: string;
     stream: string;
+    /**
+     * Replicas of the stream (and of the join-failure bucket): 3 on a cluster so they outlive a
+     * node; a single server only keeps 1.
+     */
+    streamReplicas: number;
     /** '' or a prefix ending in '.', put in front of every subject. */
     subjectPrefix: string;
     eventsMaxAgeMs: number;
@@ -165,6 +182,32 @@ export function hideCredentials(text: string): string {
   return text.replace(/(\/\/[^/@\s:,]*:)[^@\s,]*@/g, '$1***@');
 }
 
+/**
+ * `nats://user:secret@host` or `nats://token@host` in NATS_URL: the NATS client ignores
+ * credentials inside a URL, and every server URL ends up in logs. So they are taken out of the
+ * URLs and used as NATS_USER/NATS_PASSWORD or NATS_TOKEN (unless those are set explicitly).
+ */
+function serversAndCredentials(urls: string[], explicit: boolean) {
+  const found = new Set<string>();
+  let creds: { user?: string; password?: string; token?: string } = {};
+  const servers = urls.map((raw) => {
+    const m = /^([a-z]+:\/\/)([^@/]*)@(.*)$/.exec(raw);
+    if (!m) return raw;
+    const [, scheme, auth, rest] = m as unknown as [string, string, string, string];
+    const colon = auth.indexOf(':');
+    creds =
+      colon >= 0
+        ? { user: decodeURIComponent(auth.slice(0, colon)), password: decodeURIComponent(auth.slice(colon + 1)) }
+        : { token: decodeURIComponent(auth) };
+    found.add(auth);
+    return `${scheme}${rest}`;
+  });
+  if (found.size > 1) {
+    throw new ConfigError('invalid configuration: NATS_URL lists different credentials for different servers');
+  }
+  return { servers, ...(explicit ? {} : creds) };
+}
+
 /** Reads the environment; throws `ConfigError` naming the first bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const present = Object.fromEntries(
@@ -185,15 +228,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if ((e.NATS_USER === undefined) !== (e.NATS_PASSWORD === undefined)) {
     throw new ConfigError('invalid configuration: NATS_USER and NATS_PASSWORD must be set together');
   }
+  const methods = [e.NATS_CREDS, e.NATS_TOKEN, e.NATS_USER].filter((v) => v !== undefined).length;
+  if (methods > 1) {
+    throw new ConfigError('invalid configuration: NATS_CREDS, NATS_TOKEN and NATS_USER/NATS_PASSWORD exclude each other; set one');
+  }
+  const nats = serversAndCredentials(e.NATS_URL, methods > 0);
   const publicBaseUrl = e.PUBLIC_BASE_URL ?? `http://${e.HTTP_HOST}:${e.HTTP_PORT}`;
   return {
     nats: {
-      servers: e.NATS_URL,
+      servers: nats.servers,
       credsFile: e.NATS_CREDS,
-      token: e.NATS_TOKEN,
-      user: e.NATS_USER,
-      password: e.NATS_PASSWORD,
+      token: e.NATS_TOKEN ?? nats.token,
+      user: e.NATS_USER ?? nats.user,
+      password: e.NATS_PASSWORD ?? nats.password,
       stream: e.NATS_STREAM,
+      streamReplicas: e.NATS_STREAM_REPLICAS,
       subjectPrefix: e.NATS_SUBJECT_PREFIX ?? '',
       eventsMaxAgeMs: e.EVENTS_MAX_AGE,
     },

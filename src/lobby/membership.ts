@@ -58,13 +58,14 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
     },
 
     async 'lobby.join'(req: RequestOf<'lobby.join'>, ctx: CommandContext): Promise<ReplyOf<'lobby.join'>> {
-      joinGuard.check(ctx.deviceId);
+      await joinGuard.check(ctx.deviceId);
       const code = normalizeCode(req.code);
-      const notFound = () => {
-        joinGuard.recordFailure(ctx.deviceId);
+      // Recorded before the refusal is sent, so the device's next guess, on any replica, counts it.
+      const notFound = async () => {
+        await joinGuard.recordFailure(ctx.deviceId);
         return fail.lobbyNotFound();
       };
-      if (!isWellFormedCode(code)) throw notFound();
+      if (!isWellFormedCode(code)) throw await notFound();
       return uow.run(async (tx) => {
         // Look up and lock in one statement, so a concurrent close is seen (and not joined).
         const lobby = await tx.em.findOne(
@@ -72,7 +73,7 @@ export function membershipHandlers(deps: LobbyDeps, ops: LobbyOps) {
           { code, state: { $ne: 'closed' } },
           { lockMode: LockMode.PESSIMISTIC_WRITE },
         );
-        if (!lobby) throw notFound();
+        if (!lobby) throw await notFound();
         const members = await loadParticipants(tx.em, lobby.id);
         const loaded = { lobby, members };
         const me = members.find((p) => p.deviceId === ctx.deviceId);

@@ -11,6 +11,7 @@ import {
   jetstream,
   jetstreamManager,
   type JetStreamManager,
+  type StreamConfig,
 } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import {
@@ -33,37 +34,75 @@ const VERIFY_AFTER_MS = 60_000;
 const PUBLISH_TIMEOUT_MS = 3_000;
 const encoder = new TextEncoder();
 
-/** Creates the stream, or brings an existing one to the configured subjects and limits. */
-export async function ensureStream(nc: NatsConnection, config: Config['nats'], log: Logger): Promise<JetStreamManager> {
-  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
-  const wanted = {
-    subjects: [allBroadcastsFilter(config.subjectPrefix)],
-    max_age: nanos(config.eventsMaxAgeMs),
-    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-  };
+/** JetStream's refusal of `num_replicas` > 1 on a server that is not clustered. */
+const REPLICAS_NOT_SUPPORTED = 10074;
+
+/**
+ * The replicas a stream can have here: `wanted`, or 1 with a warning on a single server (which
+ * refuses more on create and, worse, accepts them on update without replicating anything).
+ */
+export function effectiveReplicas(nc: NatsConnection, wanted: number, log: Logger, stream: string): number {
+  if (wanted > 1 && !nc.info?.cluster) {
+    log.warn(
+      { stream, wanted_replicas: wanted, replicas: 1 },
+      'NATS_STREAM_REPLICAS > 1 needs a NATS cluster with JetStream; this server is not clustered, keeping 1 replica',
+    );
+    return 1;
+  }
+  return wanted;
+}
+
+/**
+ * Creates stream `name`, or brings an existing one to the settings in `wanted` (compared field
+ * by field) and to `replicas`; `onCreate` holds settings JetStream cannot change later (storage).
+ * Shared by the event stream and the join-failure bucket.
+ */
+export async function ensureStreamConfig(
+  jsm: JetStreamManager,
+  wanted: Partial<StreamConfig> & { name: string },
+  onCreate: Partial<StreamConfig>,
+  replicas: number,
+  log: Logger,
+): Promise<void> {
+  const { name } = wanted;
+  const differs = (c: StreamConfig) =>
+    c.num_replicas !== replicas ||
+    Object.entries(wanted).some(([k, v]) => JSON.stringify(c[k as keyof StreamConfig]) !== JSON.stringify(v));
   try {
-    const info = await jsm.streams.info(config.stream);
-    const c = info.config;
-    if (
-      c.subjects?.join() !== wanted.subjects.join() ||
-      c.max_age !== wanted.max_age ||
-      c.duplicate_window !== wanted.duplicate_window
-    ) {
-      await jsm.streams.update(config.stream, { ...c, ...wanted });
-      log.info({ stream: config.stream, ...wanted }, 'JetStream stream updated');
+    const info = await jsm.streams.info(name);
+    if (differs(info.config)) {
+      // num_replicas changes in place on a clustered JetStream (scale up or down).
+      await jsm.streams.update(name, { ...info.config, ...wanted, num_replicas: replicas });
+      log.info({ stream: name, replicas, was_replicas: info.config.num_replicas }, 'JetStream stream updated');
     }
   } catch (err) {
     if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
-    await jsm.streams.add({
-      name: config.stream,
-      ...wanted,
-      storage: StorageType.File,
-      retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old,
-      num_replicas: 1,
-    });
-    log.info({ stream: config.stream, ...wanted }, 'JetStream stream created');
+    try {
+      await jsm.streams.add({ ...onCreate, ...wanted, num_replicas: replicas });
+    } catch (again) {
+      if (!(again instanceof JetStreamApiError) || again.code !== REPLICAS_NOT_SUPPORTED || replicas === 1) throw again;
+      log.warn({ stream: name, wanted_replicas: replicas, replicas: 1 }, 'JetStream refused replicas > 1 (not clustered); keeping 1 replica');
+      await jsm.streams.add({ ...onCreate, ...wanted, num_replicas: 1 });
+    }
+    log.info({ stream: name, replicas }, 'JetStream stream created');
   }
+}
+
+/** Creates the stream, or brings an existing one to the configured subjects, limits and replicas. */
+export async function ensureStream(nc: NatsConnection, config: Config['nats'], log: Logger): Promise<JetStreamManager> {
+  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  await ensureStreamConfig(
+    jsm,
+    {
+      name: config.stream,
+      subjects: [allBroadcastsFilter(config.subjectPrefix)],
+      max_age: nanos(config.eventsMaxAgeMs),
+      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    },
+    { storage: StorageType.File, retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old },
+    effectiveReplicas(nc, config.streamReplicas, log, config.stream),
+    log,
+  );
   return jsm;
 }
 
@@ -92,6 +131,7 @@ export function jetStreamDestination(
 ): Destination {
   const js = jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS });
   const prefix = config.subjectPrefix;
+  const untilDisconnect = abortOnDisconnect(nc);
 
   /**
    * Whether a row was already stored by an earlier publish whose ack we never saw (a crash
@@ -126,10 +166,12 @@ export function jetStreamDestination(
             continue;
           }
           // `msgID` is sent as the `Nats-Msg-Id` header.
-          const ack = await js.publish(
-            broadcastSubject(row.lobbyId, row.type as EventName, prefix),
-            encoder.encode(JSON.stringify(envelopeOf(row))),
-            { msgID: broadcastMsgId(row.lobbyId, row.id), timeout: PUBLISH_TIMEOUT_MS },
+          const ack = await untilDisconnect(
+            js.publish(
+              broadcastSubject(row.lobbyId, row.type as EventName, prefix),
+              encoder.encode(JSON.stringify(envelopeOf(row))),
+              { msgID: broadcastMsgId(row.lobbyId, row.id), timeout: PUBLISH_TIMEOUT_MS },
+            ),
           );
           if (ack.duplicate) {
             log.info({ lobby_id: row.lobbyId, id: row.id }, 'event was already in the stream (published before a restart); deduplicated');
@@ -141,4 +183,35 @@ export function jetStreamDestination(
       }
     },
   };
+}
+
+/** The error a publish in flight fails with when the connection drops under it. */
+export class PublishInterrupted extends Error {
+  override readonly name = 'PublishInterrupted';
+  constructor() {
+    super('NATS disconnected while the publish waited for its ack; retried on reconnect');
+  }
+}
+
+/**
+ * Wraps promises so that they reject at once when `nc` reports a disconnect. A publish whose
+ * server died would otherwise wait out its whole timeout although its ack can no longer come;
+ * failing it now lets the relay retry the moment the client has reconnected (`retryNow`), and
+ * the `Nats-Msg-Id` makes the retry harmless if the first attempt was stored after all.
+ */
+function abortOnDisconnect(nc: NatsConnection): <T>(p: Promise<T>) => Promise<T> {
+  const waiting = new Set<(err: Error) => void>();
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type !== 'disconnect') continue;
+      for (const reject of waiting) reject(new PublishInterrupted());
+      waiting.clear();
+    }
+  })();
+  return <T>(p: Promise<T>) =>
+    new Promise<T>((resolve, reject) => {
+      waiting.add(reject);
+      // The abandoned publish still settles later (its timeout): handled here, never unhandled.
+      p.then(resolve, reject).finally(() => waiting.delete(reject));
+    });
 }

@@ -1,7 +1,11 @@
 /**
  * Abuse limits (CONTRACT section 4): a token bucket per device for every command, and a cap
- * on wrong join codes per device per minute. Kept per replica, in memory: a device spread over
- * N replicas gets at most N times the rate, which is still bounded.
+ * on wrong join codes per device per minute.
+ *
+ * The token bucket is kept per replica, in memory: a device spread over N replicas gets at most
+ * N times the rate, which is still bounded (and the Gateway usually keeps one device on one
+ * connection). Wrong join codes are what a guesser spends, so their count is shared by every
+ * replica (`SharedJoinFailures`, a NATS KV bucket): two replicas do not double the budget.
  */
 import { ErrorCode } from '../../subjects/index.js';
 import { ServiceError } from '../errors.js';
@@ -38,35 +42,78 @@ export class TokenBuckets {
   }
 }
 
-/** Wrong join codes: at most `perMinute` in any sliding minute per device. */
-export class JoinGuard {
-  private readonly failures = new Map<string, number[]>();
-  constructor(
-    private readonly perMinute: number,
-    private readonly clock: () => number = Date.now,
-  ) {}
+/**
+ * Where wrong join codes are kept: times (ms since the epoch) per device. `LocalFailureLog` is
+ * one replica's memory; `SharedJoinFailures` (join-failures.ts) is shared by every replica.
+ */
+export interface FailureLog {
+  /** The device's wrong codes at or after `since`, oldest first. */
+  recent(deviceId: string, since: number): Promise<number[]>;
+  record(deviceId: string, at: number): Promise<void>;
+}
 
-  private recent(deviceId: string, now: number): number[] {
-    const list = (this.failures.get(deviceId) ?? []).filter((t) => t > now - 60_000);
+/** An in-memory `FailureLog` (one replica, or a unit test). */
+export class LocalFailureLog implements FailureLog {
+  private readonly failures = new Map<string, number[]>();
+
+  /** Synchronous twin of `recent`, also used by the shared log for its local view. */
+  recentNow(deviceId: string, since: number): number[] {
+    const list = (this.failures.get(deviceId) ?? []).filter((t) => t >= since);
     if (list.length) this.failures.set(deviceId, list);
     else this.failures.delete(deviceId);
     return list;
   }
 
+  async recent(deviceId: string, since: number): Promise<number[]> {
+    return this.recentNow(deviceId, since);
+  }
+
+  /** Adds `at` (kept sorted, so out-of-order arrivals from other replicas stay oldest first). */
+  add(deviceId: string, at: number): void {
+    const list = this.failures.get(deviceId) ?? [];
+    let i = list.length;
+    while (i > 0 && list[i - 1]! > at) i--;
+    list.splice(i, 0, at);
+    // Re-insert so iteration order is least-recently-failed first.
+    this.failures.delete(deviceId);
+    this.failures.set(deviceId, list);
+    if (this.failures.size > MAX_KEYS) this.failures.delete(this.failures.keys().next().value!);
+  }
+
+  async record(deviceId: string, at: number): Promise<void> {
+    this.add(deviceId, at);
+  }
+
+  /** Forgets every failure before `since` (periodic sweep). */
+  prune(since: number): void {
+    for (const [device, list] of this.failures) {
+      if (list.at(-1)! < since) this.failures.delete(device);
+    }
+  }
+}
+
+const WINDOW_MS = 60_000;
+
+/** Wrong join codes: at most `perMinute` in any sliding minute per device. */
+export class JoinGuard {
+  constructor(
+    private readonly perMinute: number,
+    private readonly log: FailureLog = new LocalFailureLog(),
+    private readonly clock: () => number = Date.now,
+  ) {}
+
   /** Throws `rate_limited` while the device has used up its wrong codes for this minute. */
-  check(deviceId: string): void {
+  async check(deviceId: string): Promise<void> {
     const now = this.clock();
-    const list = this.recent(deviceId, now);
+    const list = await this.log.recent(deviceId, now - WINDOW_MS + 1);
     if (list.length >= this.perMinute) {
-      throw rateLimited(list[0]! + 60_000 - now, 'too many wrong lobby codes; try again later');
+      // The oldest of the last `perMinute` failures frees its slot first.
+      const oldest = list[list.length - this.perMinute]!;
+      throw rateLimited(oldest + WINDOW_MS - now, 'too many wrong lobby codes; try again later');
     }
   }
 
-  recordFailure(deviceId: string): void {
-    const now = this.clock();
-    const list = this.recent(deviceId, now);
-    list.push(now);
-    this.failures.set(deviceId, list);
-    if (this.failures.size > MAX_KEYS) this.failures.delete(this.failures.keys().next().value!);
+  async recordFailure(deviceId: string): Promise<void> {
+    await this.log.record(deviceId, this.clock());
   }
 }

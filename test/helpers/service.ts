@@ -4,7 +4,7 @@
  * a recorder of broadcasts (core subscription) and a reader of the JetStream stream.
  */
 import { connect } from '@nats-io/transport-node';
-import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { headers as natsHeaders, type ConnectionOptions, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { jetstreamManager } from '@nats-io/jetstream';
 import {
   Header,
@@ -85,8 +85,13 @@ export class GatewayClient {
     readonly stream: string,
   ) {}
 
-  static async connect(env: Pick<TestEnv, 'prefix' | 'stream'>, url = natsUrl()): Promise<GatewayClient> {
-    const nc = await connect({ servers: url, noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+  /** `auth`: credentials (e.g. `{user, pass}`) for a server with users. */
+  static async connect(
+    env: Pick<TestEnv, 'prefix' | 'stream'>,
+    url: string | string[] = natsUrl(),
+    auth: Partial<ConnectionOptions> = {},
+  ): Promise<GatewayClient> {
+    const nc = await connect({ servers: url, noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 200, ...auth });
     const c = new GatewayClient(nc, env.prefix, env.stream);
     // Records every broadcast as a Gateway subscribed to `lobby.*.>` would.
     c.sub = nc.subscribe(allBroadcastsFilter(env.prefix), {
@@ -182,6 +187,8 @@ export async function deleteStream(env: Pick<TestEnv, 'stream'>, url = natsUrl()
   try {
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(env.stream).catch(() => undefined);
+    // The join guard's bucket (src/transport/join-failures.ts) is named after the stream.
+    await jsm.streams.delete(`KV_${env.stream}_JOIN_FAILURES`).catch(() => undefined);
   } finally {
     await nc.close();
   }

@@ -17,6 +17,7 @@ describe('config', () => {
     expect(c.nats.servers).toEqual(['nats://127.0.0.1:4222']);
     expect(c.nats.stream).toBe('LOBBY_EVENTS');
     expect(c.nats.subjectPrefix).toBe('');
+    expect(c.nats.streamReplicas).toBe(1);
     expect(c.nats.eventsMaxAgeMs).toBe(7 * 24 * 3_600_000);
     expect(c.nats.token).toBeUndefined();
     expect(c.nats.user).toBeUndefined();
@@ -128,6 +129,8 @@ describe('config', () => {
       RECORDING_START_TIMEOUT_MS: ['99'],
       PLAYBACK_GRACE_MS: ['x'],
       UPLOAD_TIMEOUT_MS: ['0'],
+      NATS_STREAM_REPLICAS: ['0', '6', 'three'],
+      NATS_CREDS: ['/nonexistent/lobby.creds'],
     };
     for (const [name, values] of Object.entries(bad)) {
       for (const value of values) {
@@ -147,6 +150,29 @@ describe('config', () => {
   it('config - NATS_USER and NATS_PASSWORD go together', () => {
     expect(configError({ NATS_USER: 'u' })).toMatch(/NATS_USER/);
     expect(configError({ NATS_PASSWORD: 'hunter2' })).not.toContain('hunter2');
+  });
+
+  it('config - NATS_STREAM_REPLICAS is 1-5', () => {
+    expect(loadConfig({ NATS_STREAM_REPLICAS: '3' }).nats.streamReplicas).toBe(3);
+    expect(loadConfig({ NATS_STREAM_REPLICAS: '5' }).nats.streamReplicas).toBe(5);
+  });
+
+  it('config - one NATS credential kind at a time', () => {
+    expect(configError({ NATS_TOKEN: 't0ken', NATS_USER: 'u', NATS_PASSWORD: 'p' })).toMatch(/NATS_CREDS, NATS_TOKEN and NATS_USER/);
+    expect(configError({ NATS_TOKEN: 't0ken', NATS_USER: 'u', NATS_PASSWORD: 'p' })).not.toMatch(/t0ken/);
+  });
+
+  it('config - credentials inside NATS_URL are taken out of the URL (the client ignores them; URLs are logged)', () => {
+    const user = loadConfig({ NATS_URL: 'nats://lobby:hunter%402@a:4222,nats://lobby:hunter%402@b:4222' }).nats;
+    expect(user.servers).toEqual(['nats://a:4222', 'nats://b:4222']);
+    expect(user).toMatchObject({ user: 'lobby', password: 'hunter@2', token: undefined });
+    const token = loadConfig({ NATS_URL: 'nats://s3cret@a:4222' }).nats;
+    expect(token.servers).toEqual(['nats://a:4222']);
+    expect(token.token).toBe('s3cret');
+    // Explicit variables win; the URL is still cleaned.
+    const explicit = loadConfig({ NATS_URL: 'nats://x:y@a:4222', NATS_TOKEN: 'tk' }).nats;
+    expect(explicit).toMatchObject({ servers: ['nats://a:4222'], token: 'tk', user: undefined, password: undefined });
+    expect(configError({ NATS_URL: 'nats://a:1@h:4222,nats://b:2@h:4223' })).not.toMatch(/1@|2@/);
   });
 
   it('config - plain secrets are never echoed in the error', () => {

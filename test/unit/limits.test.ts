@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ServiceError } from '../../src/errors.js';
-import { JoinGuard, TokenBuckets } from '../../src/transport/limits.js';
+import { JoinGuard, LocalFailureLog, TokenBuckets } from '../../src/transport/limits.js';
 
 /** A clock the test moves by hand. */
 function manualClock(start = 1_000_000) {
@@ -19,6 +19,16 @@ function limited(fn: () => void): ServiceError {
     return err as ServiceError;
   }
   throw new Error('expected rate_limited');
+}
+/** The `rate_limited` error the promise of `fn` rejects with. */
+async function limitedAsync(fn: () => Promise<void>): Promise<ServiceError> {
+  const err = await fn().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, 'expected rate_limited').toBeInstanceOf(ServiceError);
+  expect((err as ServiceError).code).toBe('rate_limited');
+  return err as ServiceError;
 }
 const retryAfter = (e: ServiceError) => e.details?.retry_after_ms as number;
 
@@ -76,46 +86,57 @@ describe('token bucket', () => {
 });
 
 describe('join guard', () => {
-  it('limits - 10 wrong codes a minute, then rate_limited until the oldest is a minute old', () => {
+  it('limits - 10 wrong codes a minute, then rate_limited until the oldest is a minute old', async () => {
     const clock = manualClock();
-    const g = new JoinGuard(10, clock.now);
+    const g = new JoinGuard(10, new LocalFailureLog(), clock.now);
     for (let i = 0; i < 10; i++) {
-      g.check('d');
-      g.recordFailure('d');
+      await g.check('d');
+      await g.recordFailure('d');
       clock.advance(1_000);
     }
     // The 11th attempt, 10 s after the first failure.
-    const e = limited(() => g.check('d'));
+    const e = await limitedAsync(() => g.check('d'));
     expect(retryAfter(e)).toBe(50_000);
     expect(e.message).toMatch(/code/);
   });
 
-  it('limits - the window slides: each failure frees its slot a minute later', () => {
+  it('limits - the window slides: each failure frees its slot a minute later', async () => {
     const clock = manualClock();
-    const g = new JoinGuard(3, clock.now);
-    g.recordFailure('d'); // t = 0
+    const g = new JoinGuard(3, new LocalFailureLog(), clock.now);
+    await g.recordFailure('d'); // t = 0
     clock.advance(20_000);
-    g.recordFailure('d'); // t = 20 s
+    await g.recordFailure('d'); // t = 20 s
     clock.advance(20_000);
-    g.recordFailure('d'); // t = 40 s
-    expect(retryAfter(limited(() => g.check('d')))).toBe(20_000);
+    await g.recordFailure('d'); // t = 40 s
+    expect(retryAfter(await limitedAsync(() => g.check('d')))).toBe(20_000);
     clock.advance(19_999);
-    expect(retryAfter(limited(() => g.check('d')))).toBe(1);
+    expect(retryAfter(await limitedAsync(() => g.check('d')))).toBe(1);
     clock.advance(1); // t = 60 s: the first failure is out of the window
-    g.check('d');
-    g.recordFailure('d'); // t = 60 s
-    expect(retryAfter(limited(() => g.check('d')))).toBe(20_000); // until the one at 20 s expires
+    await g.check('d');
+    await g.recordFailure('d'); // t = 60 s
+    expect(retryAfter(await limitedAsync(() => g.check('d')))).toBe(20_000); // until the one at 20 s expires
     clock.advance(60_000);
-    g.check('d'); // all expired
+    await g.check('d'); // all expired
   });
 
-  it('limits - successful checks cost nothing and devices are independent', () => {
+  it('limits - successful checks cost nothing and devices are independent', async () => {
     const clock = manualClock();
-    const g = new JoinGuard(2, clock.now);
-    for (let i = 0; i < 100; i++) g.check('d');
-    g.recordFailure('d');
-    g.recordFailure('d');
-    limited(() => g.check('d'));
-    g.check('other');
+    const g = new JoinGuard(2, new LocalFailureLog(), clock.now);
+    for (let i = 0; i < 100; i++) await g.check('d');
+    await g.recordFailure('d');
+    await g.recordFailure('d');
+    await limitedAsync(() => g.check('d'));
+    await g.check('other');
+  });
+
+  it('limits - more failures than the limit (concurrent guesses): the retry waits for enough of them to expire', async () => {
+    const clock = manualClock();
+    const g = new JoinGuard(2, new LocalFailureLog(), clock.now);
+    for (let i = 0; i < 4; i++) {
+      await g.recordFailure('d'); // t = 0, 1, 2, 3 s
+      clock.advance(1_000);
+    }
+    // Four in the window, two allowed: the device may guess again once the one at 2 s expires.
+    expect(retryAfter(await limitedAsync(() => g.check('d')))).toBe(58_000);
   });
 });
