@@ -29,7 +29,10 @@ export interface App {
   nc: NatsConnection;
   dispatcher: Dispatcher;
   http: FastifyInstance;
+  /** The JetStream relay. After a commit, hand it the new rows (`relay.hand`). */
   relay: OutboxRelay;
+  /** The v1 Gateway sink's relay (only with `GATEWAY_URL`); handed the same rows. */
+  sink?: OutboxRelay;
   scheduler: DeadlineScheduler;
   sessions: Sessions;
   /** `http://host:port` the shim listens on. */
@@ -159,7 +162,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
         log.info('shut down cleanly');
       })());
 
-    return { config, db, nc, dispatcher, http, relay, scheduler, sessions, httpUrl, stop };
+    return { config, db, nc, dispatcher, http, relay, sink, scheduler, sessions, httpUrl, stop };
   } catch (err) {
     for (const c of cleanup) await c().catch(() => undefined);
     throw err;
