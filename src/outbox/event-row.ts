@@ -44,9 +44,9 @@ export interface EventRecord {
   created_ms: number;
 }
 
-/** The select list that yields an `EventRecord`. */
+/** The select list that yields an `EventRecord`, for `lobby_events` aliased `e`. */
 export const EVENT_COLUMNS =
-  'id, lobby_id, session_id, type, payload, targets, extract(epoch from created_at)::float8 * 1000 as created_ms';
+  'e.id, e.lobby_id, e.session_id, e.type, e.payload, e.targets, extract(epoch from e.created_at)::float8 * 1000 as created_ms';
 
 export function eventRowOf(r: EventRecord): EventRow {
   return {

@@ -11,7 +11,7 @@ import type { EventRow, HandedBatch } from './event-row.js';
 import { append, follows, isIdle, newLane, type Lane, type LaneInput } from './lane.js';
 import type { MarkBuffer } from './marks.js';
 import type { Destination } from './relay.js';
-import type { OutboxStore } from './store.js';
+import type { KnownTails, OutboxStore } from './store.js';
 
 export interface LanesContext {
   store: OutboxStore;
@@ -34,7 +34,7 @@ export class Lanes {
   private lanes = new Map<string, Lane>();
   private readonly busy = new Set<Promise<void>>();
   /** Deliveries are failing (logged once per streak). */
-  private failing = false;
+  private failingNow = false;
   /** Delivered rows since start. */
   delivered = 0;
   /** Database reads of full rows for lanes (gaps, lobbies met for the first time, backlogs). */
@@ -64,23 +64,46 @@ export class Lanes {
     });
   }
 
-  /** Which of these undelivered rows (from the scan) no lane has or will read for itself. */
-  unknown<T extends { id: number; lobbyId: string }>(found: T[]): T[] {
-    return found.filter((f) => {
-      const lane = this.lanes.get(f.lobbyId);
-      return !lane || (!lane.behind && f.id > lane.tail);
-    });
+  /**
+   * What the scan may leave out: lanes with work in hand (queued, reading, behind: `behind`
+   * lanes read for themselves, so all their rows) or acks not yet marked (active since
+   * `unmarkedSince`). Returns their tails for the query, and the lanes as they are now.
+   */
+  known(unmarkedSince: number): { tails: KnownTails; lanes: Map<string, Lane> } {
+    const out = { tails: new Map<string, number>(), lanes: new Map<string, Lane>() };
+    for (const lane of this.lanes.values()) {
+      if (isIdle(lane) && lane.lastActive < unmarkedSince) continue;
+      out.tails.set(lane.lobbyId, lane.behind ? Number.MAX_SAFE_INTEGER : lane.tail);
+      out.lanes.set(lane.lobbyId, lane);
+    }
+    return out;
   }
 
-  /** Takes rows read from the database (a gap-free run per lobby, in id order). */
-  read(rows: readonly EventRow[]): void {
+  /**
+   * Takes the scan's rows: per lobby, its undelivered rows in id order, from the oldest one or,
+   * for a lobby in `left` (what `known` returned), from above that lane's tail at the time. The
+   * latter follow on only from that very lane: if it was dropped since (lease lost), the new lane
+   * may lack rows below that tail, so they are left to the next scan.
+   */
+  read(rows: readonly EventRow[], left: Map<string, Lane>): void {
     const runs = new Map<string, EventRow[]>();
-    for (const r of rows) runs.set(r.lobbyId, [...(runs.get(r.lobbyId) ?? []), r]);
+    for (const r of rows) {
+      const run = runs.get(r.lobbyId);
+      if (run) run.push(r);
+      else runs.set(r.lobbyId, [r]);
+    }
     for (const [lobbyId, run] of runs) {
       let lane = this.lanes.get(lobbyId);
+      const was = left.get(lobbyId);
+      if (was && lane !== was) continue;
       if (!lane) this.lanes.set(lobbyId, (lane = newLane(lobbyId, 0)));
       this.input(lane, { read: run });
     }
+  }
+
+  /** Deliveries are failing (since the last success). */
+  get failing(): boolean {
+    return this.failingNow;
   }
 
   /** Ends every lane's back-off at once. */
@@ -196,8 +219,8 @@ export class Lanes {
         lane.lastActive = Date.now();
         this.ctx.marks.add(row.id);
         this.delivered++;
-        if (this.failing) {
-          this.failing = false;
+        if (this.failingNow) {
+          this.failingNow = false;
           this.ctx.log.info({ destination: this.ctx.dest.name }, 'relay delivering again');
         }
       }
@@ -214,8 +237,8 @@ export class Lanes {
     lane.failures++;
     if (!(err instanceof LeaseExpiring)) {
       // The first failure of a streak is a warning with the cause; repeats are quieter.
-      const level = this.failing ? 'debug' : 'warn';
-      this.failing = true;
+      const level = this.failingNow ? 'debug' : 'warn';
+      this.failingNow = true;
       this.ctx.log[level]({ err, destination: this.ctx.dest.name, lobby_id: lane.lobbyId }, 'relay delivery failed; will retry');
     }
     if (!this.current(lane)) return;

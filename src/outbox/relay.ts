@@ -81,7 +81,6 @@ export class OutboxRelay {
   private failures = 0;
   /** Safety scans run (for tests and benchmarks). */
   scans = 0;
-  private scanReads = 0;
 
   constructor(
     db: Database,
@@ -133,9 +132,9 @@ export class OutboxRelay {
     return this.lanes.delivered;
   }
 
-  /** Database reads of full rows (scans' and lanes'), for tests and benchmarks. */
+  /** Database reads of full rows for lanes (gaps, lobbies met for the first time, backlogs). */
   get reads(): number {
-    return this.lanes.reads + this.scanReads;
+    return this.lanes.reads;
   }
 
   get isLeader(): boolean {
@@ -239,8 +238,9 @@ export class OutboxRelay {
         } else if (!held && this.leader) this.resign();
         if (!this.leader) this.kicked = false;
         else if (this.kicked || Date.now() >= nextScan) {
-          nextScan = Date.now() + this.opts.pollMs;
-          await this.scan();
+          const more = await this.scan();
+          // A full batch: the next one at once (the scan leaves out what the lanes have).
+          nextScan = more ? 0 : Date.now() + this.opts.pollMs;
         }
         if (this.failures > 0) this.log.info({ destination: this.dest.name }, 'relay recovered');
         this.failures = 0;
@@ -252,6 +252,9 @@ export class OutboxRelay {
       }
       if (!this.running) break;
       if (this.failures > 0) await this.idle(this.backoff(this.failures), false);
+      // While deliveries fail (the destination is down) kicks would only queue more: scan on the
+      // clock, until a delivery succeeds again or `retryNow`.
+      else if (this.lanes.failing) await this.idle(Math.max(this.opts.pollMs, 1_000), false);
       else await this.idle(this.leader ? Math.max(0, Math.min(tick, nextScan - Date.now())) : tick, true);
     }
   }
@@ -272,22 +275,19 @@ export class OutboxRelay {
   }
 
   /**
-   * The safety scan: the oldest undelivered rows, and for those above their lane's tail (or of a
-   * lobby without a lane) one read of the full rows. Lanes that are `behind` read for themselves.
+   * The safety scan: one read of the oldest undelivered rows no lane has yet (other replicas'
+   * commits, commits only kicked, a backlog). Returns whether it read a full batch (more may wait).
    */
-  private async scan(): Promise<void> {
+  private async scan(): Promise<boolean> {
     this.kicked = false;
     this.scans++;
-    const found = await this.store.scan(this.opts.batch);
-    const unknown = this.lanes.unknown(found);
-    if (unknown.length > 0) {
-      this.scanReads++;
-      const rows = await this.store.byIds(unknown.map((f) => f.id));
-      if (this.leader && this.running) this.lanes.read(rows);
-    }
+    const known = this.lanes.known(this.marks.idle ? Date.now() : this.marks.coveredUntil);
+    const rows = await this.store.scan(this.opts.batch, known.tails);
+    if (this.leader && this.running) this.lanes.read(rows, known.lanes);
     // Lanes idle for `idleLaneMs` are dropped once their marks are written.
     const covered = this.marks.idle ? Date.now() : this.marks.coveredUntil;
     this.lanes.dropIdle(Math.min(Date.now() - this.opts.idleLaneMs, covered));
+    return rows.length === this.opts.batch;
   }
 
   private backoff(failures: number): number {

@@ -14,7 +14,6 @@ export type SqlRunner = Pick<Sql, 'query'>;
 
 interface Statements {
   scan: string;
-  byIds: string;
   lobbyAfter: string;
   olderInLobby: string;
   mark: string;
@@ -27,13 +26,15 @@ interface Statements {
  */
 function statementsFor(column: OutboxColumn): Statements {
   return {
-    // The oldest undelivered rows, ids and lobbies only: the safety scan runs often and most of
-    // what it finds is already queued. Partial index `lobby_events_unpublished`/`_undelivered`.
-    scan: `select id, lobby_id from lobby_events where ${column} is null order by id limit $1`,
-    // Full rows the scan found new.
-    byIds: `select ${EVENT_COLUMNS} from lobby_events where id = any($1::int8[]) and ${column} is null order by id`,
+    // The oldest undelivered rows the relay does not have yet: for a lobby in $2 (a JSON object
+    // lobby id -> id), only those above that id (rows up to it are queued, or delivered and not
+    // yet marked). Walks the partial index `lobby_events_unpublished`/`_undelivered` in id order;
+    // each row costs one key lookup in $2, so it stays a plain index scan that stops at the limit.
+    scan: `select ${EVENT_COLUMNS} from lobby_events e
+      where e.${column} is null and e.id > coalesce(($2::jsonb ->> e.lobby_id::text)::int8, 0)
+      order by e.id limit $1`,
     // One lobby's undelivered rows after the last one the relay knows (index `lobby_events_lobby`).
-    lobbyAfter: `select ${EVENT_COLUMNS} from lobby_events
+    lobbyAfter: `select ${EVENT_COLUMNS} from lobby_events e
       where lobby_id = $1 and id > $2 and ${column} is null order by id limit $3`,
     // Whether a lobby the relay has not met yet has undelivered rows older than a handed batch.
     olderInLobby: `select 1 as older from lobby_events where lobby_id = $1 and id < $2 and ${column} is null limit 1`,
@@ -48,11 +49,8 @@ const STATEMENTS: Record<OutboxColumn, Statements> = {
   sink_delivered_at: statementsFor('sink_delivered_at'),
 };
 
-/** A lobby and id the scan found undelivered. */
-export interface Undelivered {
-  id: number;
-  lobbyId: string;
-}
+/** What the scan leaves out: lobby id -> the highest id the relay has of it. */
+export type KnownTails = Map<string, number>;
 
 export class OutboxStore {
   private readonly s: Statements;
@@ -64,16 +62,9 @@ export class OutboxStore {
     this.s = STATEMENTS[column];
   }
 
-  /** The oldest `limit` undelivered rows, in id order. */
-  async scan(limit: number): Promise<Undelivered[]> {
-    const rows = await this.sql.query<{ id: string | number; lobby_id: string }>(this.s.scan, [limit]);
-    return rows.map((r) => ({ id: Number(r.id), lobbyId: r.lobby_id }));
-  }
-
-  /** These rows, if still undelivered, in id order. */
-  async byIds(ids: number[]): Promise<EventRow[]> {
-    if (ids.length === 0) return [];
-    return (await this.sql.query<EventRecord>(this.s.byIds, [ids])).map(eventRowOf);
+  /** The oldest `limit` undelivered rows above the known tails, in id order. */
+  async scan(limit: number, known: KnownTails): Promise<EventRow[]> {
+    return (await this.sql.query<EventRecord>(this.s.scan, [limit, JSON.stringify(Object.fromEntries(known))])).map(eventRowOf);
   }
 
   /** Up to `limit` undelivered rows of a lobby with ids above `afterId`, in id order. */

@@ -86,7 +86,7 @@ export async function openRelayFixture() {
     /** Commits `n` events of a lobby in one statement; returns them as the command path would. */
     async write(lobbyId: string, n = 1): Promise<EventRow[]> {
       const rows = await db.sql.query<EventRecord>(
-        `insert into lobby_events (lobby_id, type, payload, targets, created_at, sink_delivered_at)
+        `insert into lobby_events as e (lobby_id, type, payload, targets, created_at, sink_delivered_at)
          select $1, 'lobby.updated', jsonb_build_object('n', g), '[]'::jsonb, now(), now()
          from generate_series(1, $2::int) g
          returning ${EVENT_COLUMNS}`,
