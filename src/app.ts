@@ -37,11 +37,18 @@ export interface App {
   sessions: Sessions;
   /** `http://host:port` the shim listens on. */
   httpUrl: string;
-  /** Graceful stop: no new requests, finish in-flight ones, flush the outbox, drain, close. */
-  stop(): Promise<void>;
+  /**
+   * Graceful stop: no new requests, finish in-flight ones, flush the outbox, drain, close.
+   * Each step waits at most what is left of SHUTDOWN_TIMEOUT_MS; resolves `false` if one gave up.
+   */
+  stop(): Promise<boolean>;
+  /** Where a shutdown is (for the log line when it times out), and NATS requests in flight. */
+  shutdownProgress(): { step: string; nats_in_flight: number };
 }
 
 const IDEMPOTENCY_PURGE_MS = 10 * 60_000;
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 export async function startApp(config: Config, log: Logger): Promise<App> {
   const started = performance.now();
@@ -78,7 +85,9 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       },
       { sinkEnabled: sink !== undefined },
     );
-    relay = new OutboxRelay(db, jetStreamDestination(nc, jsm, config.nats, log.child({ component: 'relay' })), log.child({ component: 'relay' }), {
+    // A new stream leader (its old node died): publish the backlog now, not after a back-off.
+    const destination = jetStreamDestination(nc, jsm, config.nats, log.child({ component: 'relay' }), () => relay.retryNow());
+    relay = new OutboxRelay(db, destination, log.child({ component: 'relay' }), {
       holder,
       onStandbyNotify: () => nc.publish(kickSubject),
     });
@@ -145,24 +154,52 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       'lobby service ready',
     );
 
-    let stopping: Promise<void> | undefined;
+    let stopping: Promise<boolean> | undefined;
+    let step = 'running';
     const stop = () =>
       (stopping ??= (async () => {
-        log.info('shutting down: no new requests');
+        const deadline = Date.now() + config.shutdownTimeoutMs;
+        const left = () => Math.max(0, deadline - Date.now());
+        let clean = true;
+        /**
+         * Runs one step, for at most what is left of the shutdown time. Once that is used up the
+         * remaining steps are started but not waited for: the process is about to exit anyway.
+         */
+        const phase = async (name: string, work: () => Promise<unknown>) => {
+          const running = work().catch((err) => log.warn({ err, step: name }, 'shutdown step failed'));
+          if (!clean) return;
+          step = name;
+          const t0 = performance.now();
+          const gaveUp = await Promise.race([running.then(() => false), delay(left()).then(() => true)]);
+          log.debug({ step: name, ms: Math.round(performance.now() - t0) }, 'shutdown step done');
+          if (gaveUp) {
+            clean = false;
+            log.warn({ step: name, nats_in_flight: service.inFlight }, 'shutdown: gave up waiting');
+          }
+        };
+        log.info({ timeout_ms: config.shutdownTimeoutMs }, 'shutting down: no new requests');
         clearInterval(purge);
-        await http.close().catch((err) => log.warn({ err }, 'HTTP close failed'));
-        await service.stop(config.shutdownTimeoutMs);
-        await scheduler.stop();
-        await sessions.mailboxes.idle();
+        // HTTP first (new connections refused, answers in flight sent), while NATS still serves.
+        await phase('HTTP requests in flight', () => http.close().catch((err) => log.warn({ err }, 'HTTP close failed')));
+        await phase('NATS requests in flight', () => service.stop(left()));
+        await phase('deadline scheduler', () => scheduler.stop());
+        await phase('session mailboxes', () => sessions.mailboxes.idle());
         joinFailures.stop();
-        await Promise.all([relay.stop(config.shutdownTimeoutMs), sink?.stop(config.shutdownTimeoutMs)]);
+        // A closed connection cannot publish: flushing would only spin until the deadline.
+        const flushMs = nc.isClosed() ? 0 : left();
+        await phase('outbox flush', () => Promise.all([relay.stop(flushMs), sink?.stop(flushMs)]));
         kickSub.unsubscribe();
-        await nc.drain().catch((err) => log.warn({ err }, 'NATS drain failed'));
-        await db.close();
-        log.info('shut down cleanly');
+        if (!nc.isClosed()) await phase('NATS drain', () => nc.drain().catch((err) => log.warn({ err }, 'NATS drain failed')));
+        await phase('database close', () => db.close());
+        if (clean) {
+          step = 'stopped';
+          log.info('shut down cleanly');
+        }
+        return clean;
       })());
+    const shutdownProgress = () => ({ step, nats_in_flight: service.inFlight });
 
-    return { config, db, nc, dispatcher, http, relay, sink, scheduler, sessions, httpUrl, stop };
+    return { config, db, nc, dispatcher, http, relay, sink, scheduler, sessions, httpUrl, stop, shutdownProgress };
   } catch (err) {
     for (const c of cleanup) await c().catch(() => undefined);
     throw err;

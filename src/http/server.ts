@@ -66,6 +66,11 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
     echoRequestId(reply, requestIdOf(req));
     if (closing) return sendError(reply, new ServiceError(ErrorCode.unavailable, 'the service is shutting down'));
   });
+  // An answer sent while closing ends its keep-alive connection: close() waits for every
+  // connection, and one left idle would hold the shutdown until its keep-alive timeout.
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
   registerAuth(app, config.http.authToken, log);
 
   // Every body is read as JSON, whatever its Content-Type, decoded exactly as a NATS payload is.

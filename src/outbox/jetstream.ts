@@ -129,10 +129,15 @@ export function jetStreamDestination(
   jsm: JetStreamManager,
   config: Config['nats'],
   log: Logger,
+  /** Called when the stream has a new leader: a good moment to retry at once. */
+  onNewLeader: () => void = () => undefined,
 ): Destination {
   const js = jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS });
   const prefix = config.subjectPrefix;
-  const untilDisconnect = abortOnDisconnect(nc);
+  const untilAckPossible = abortWhenAckLost(nc, streamLeaderElected(config.stream), () => {
+    log.info({ stream: config.stream }, 'JetStream stream has a new leader; publishing resumes');
+    onNewLeader();
+  });
 
   /**
    * Whether a row was already stored by an earlier publish whose ack we never saw (a crash
@@ -163,7 +168,7 @@ export function jetStreamDestination(
         return;
       }
       // `msgID` is sent as the `Nats-Msg-Id` header.
-      const ack = await untilDisconnect(
+      const ack = await untilAckPossible(
         js.publish(
           broadcastSubject(row.lobbyId, row.type as EventName, prefix),
           encoder.encode(JSON.stringify(envelopeOf(row))),
@@ -177,29 +182,40 @@ export function jetStreamDestination(
   };
 }
 
-/** The error a publish in flight fails with when the connection drops under it. */
+/** JetStream's advisory that a stream (e.g. after its leader's node died) has a new leader. */
+export const streamLeaderElected = (stream: string) => `$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${stream}`;
+
+/** The error a publish in flight fails with when its ack can no longer come. */
 export class PublishInterrupted extends Error {
   override readonly name = 'PublishInterrupted';
-  constructor() {
-    super('NATS disconnected while the publish waited for its ack; retried on reconnect');
+  constructor(why: string) {
+    super(`${why} while the publish waited for its ack; retried at once`);
   }
 }
 
 /**
- * Wraps promises so that they reject at once when `nc` reports a disconnect. A publish whose
- * server died would otherwise wait out its whole timeout although its ack can no longer come;
- * failing it now lets the relay retry the moment the client has reconnected (`retryNow`), and
- * the `Nats-Msg-Id` makes the retry harmless if the first attempt was stored after all.
+ * Wraps promises so that they reject at once when their ack can no longer come: the client
+ * disconnected (its server died), or the stream elected a new leader (the old one, which was
+ * to ack, is gone). Such a publish would otherwise wait out its whole timeout; failing it now
+ * lets the relay retry the moment the client has reconnected (`retryNow`) or the new leader
+ * is in place (`onNewLeader`), and the `Nats-Msg-Id` makes the retry harmless if the first
+ * attempt was stored after all.
  */
-function abortOnDisconnect(nc: NatsConnection): <T>(p: Promise<T>) => Promise<T> {
+function abortWhenAckLost(nc: NatsConnection, leaderAdvisory: string, onNewLeader: () => void): <T>(p: Promise<T>) => Promise<T> {
   const waiting = new Set<(err: Error) => void>();
+  const abortAll = (why: string) => {
+    for (const reject of waiting) reject(new PublishInterrupted(why));
+    waiting.clear();
+  };
   void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type !== 'disconnect') continue;
-      for (const reject of waiting) reject(new PublishInterrupted());
-      waiting.clear();
-    }
+    for await (const s of nc.status()) if (s.type === 'disconnect') abortAll('NATS disconnected');
   })();
+  nc.subscribe(leaderAdvisory, {
+    callback: () => {
+      abortAll('the stream elected a new leader');
+      onNewLeader();
+    },
+  });
   return <T>(p: Promise<T>) =>
     new Promise<T>((resolve, reject) => {
       waiting.add(reject);

@@ -35,6 +35,12 @@ export class Lanes {
   private readonly busy = new Set<Promise<void>>();
   /** Deliveries are failing (logged once per streak). */
   private failingNow = false;
+  /**
+   * Bumped by `retryNow`. A delivery or read that fails after a bump made while it was under
+   * way retries at once: the signal (reconnect, new stream leader) often comes in the same tick
+   * as the failure it caused, before the lane has a back-off to cut short.
+   */
+  private retries = 0;
   /** Delivered rows since start. */
   delivered = 0;
   /** Database reads of full rows for lanes (gaps, lobbies met for the first time, backlogs). */
@@ -106,8 +112,9 @@ export class Lanes {
     return this.failingNow;
   }
 
-  /** Ends every lane's back-off at once. */
+  /** Ends every lane's back-off at once, and skips those of failures under way. */
   retryNow(): void {
+    this.retries++;
     for (const lane of this.lanes.values()) {
       if (lane.retry === undefined) continue;
       clearTimeout(lane.retry);
@@ -179,13 +186,14 @@ export class Lanes {
     this.track(
       (async () => {
         let rows: EventRow[] = [];
+        const retries = this.retries;
         try {
           rows = await read();
           lane.behind = false;
         } catch (err) {
           // Retried with back-off; the lane's input is in the database meanwhile.
           lane.behind = true;
-          this.failed(lane, err);
+          this.failed(lane, err, retries);
         }
         lane.loading = false;
         if (!this.current(lane)) return;
@@ -210,8 +218,10 @@ export class Lanes {
   /** Delivers the lane's queue one row at a time, each after the previous one's ack. */
   private async drive(lane: Lane): Promise<void> {
     lane.driving = true;
+    let retries = this.retries;
     try {
       for (let row = lane.queue[0]; row && this.current(lane); row = lane.queue[0]) {
+        retries = this.retries;
         this.ctx.checkLease();
         await this.ctx.dest.deliver(row);
         lane.queue.shift();
@@ -225,15 +235,18 @@ export class Lanes {
         }
       }
     } catch (err) {
-      this.failed(lane, err);
+      this.failed(lane, err, retries);
     } finally {
       lane.driving = false;
     }
     this.resume(lane);
   }
 
-  /** Stops the lane until a retry after its back-off (or `retryNow`). */
-  private failed(lane: Lane, err: unknown): void {
+  /**
+   * Stops the lane until a retry after its back-off (or `retryNow`); at once if `retryNow` came
+   * since `retries` (the attempt's start).
+   */
+  private failed(lane: Lane, err: unknown, retries: number): void {
     lane.failures++;
     if (!(err instanceof LeaseExpiring)) {
       // The first failure of a streak is a warning with the cause; repeats are quieter.
@@ -242,10 +255,13 @@ export class Lanes {
       this.ctx.log[level]({ err, destination: this.ctx.dest.name, lobby_id: lane.lobbyId }, 'relay delivery failed; will retry');
     }
     if (!this.current(lane)) return;
-    lane.retry = setTimeout(() => {
-      lane.retry = undefined;
-      this.resume(lane);
-    }, this.ctx.backoff(lane.failures));
+    lane.retry = setTimeout(
+      () => {
+        lane.retry = undefined;
+        this.resume(lane);
+      },
+      retries === this.retries ? this.ctx.backoff(lane.failures) : 0,
+    );
   }
 
   private track(job: Promise<void>): void {

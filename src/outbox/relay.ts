@@ -77,6 +77,8 @@ export class OutboxRelay {
   private wake?: () => void;
   private wakeBackoff?: () => void;
   private kicked = false;
+  /** `retryNow` came while a pass was failing: skip the back-off that follows. */
+  private retryRequested = false;
   /** Consecutive failed control-loop passes (lease, scan). */
   private failures = 0;
   /** Safety scans run (for tests and benchmarks). */
@@ -176,6 +178,7 @@ export class OutboxRelay {
   /** Ends every back-off at once (the destination is back, e.g. NATS reconnected). */
   retryNow(): void {
     if (this.leader) this.kicked = true;
+    this.retryRequested = true;
     this.wakeBackoff?.();
     this.lanes.retryNow();
   }
@@ -225,6 +228,8 @@ export class OutboxRelay {
     const tick = Math.min(this.opts.pollMs, this.opts.leaseMs / 4);
     let nextScan = 0;
     while (this.running) {
+      // A retry asked for before this pass began is this pass.
+      this.retryRequested = false;
       try {
         // Past the lease's end another replica may have delivered: start over from the database.
         const remaining = this.lease.remainingMs();
@@ -296,6 +301,7 @@ export class OutboxRelay {
 
   private idle(ms: number, wakeOnKick: boolean): Promise<void> {
     if (wakeOnKick && this.kicked) return Promise.resolve();
+    if (!wakeOnKick && this.retryRequested) return Promise.resolve();
     return new Promise((resolve) => {
       const t = setTimeout(done, ms);
       function done() {

@@ -11,8 +11,9 @@
  *   passes without any round trip: that is every honest join. A device with failures on record
  *   asks the bucket for its keys (one STREAM.INFO filtered on the device): a failure recorded a
  *   moment ago on another replica, not yet delivered by the watch, still counts at the limit.
- *   The view is only trusted to say "none"; the watch delivers a failure to every replica
- *   within a route hop, far quicker than a phone can send its next guess.
+ *   The view is only trusted to say "none" (or "already over the limit"); the watch delivers
+ *   a failure to every replica within a route hop, far quicker than a phone can guess again.
+ *   A look-up costs the server a scan of the bucket's keys (the last minute's wrong codes).
  * - Fail open: with NATS or the bucket unreachable, a join is decided from the local view and a
  *   wrong code is kept locally (one warning per outage), never refused for the outage.
  */
@@ -71,10 +72,12 @@ export class SharedJoinFailures implements FailureLog {
   static async open(nc: NatsConnection, config: Config['nats'], log: Logger): Promise<SharedJoinFailures> {
     const bucket = joinFailuresBucket(config.stream);
     const stream = `KV_${bucket}`;
+    // Creating a replicated stream takes a cluster round or two: a longer timeout than look-ups.
+    const admin = await jetstreamManager(nc, { timeout: 10_000, checkAPI: false });
     const jsm = await jetstreamManager(nc, { timeout: STORE_TIMEOUT_MS, checkAPI: false });
     // The stream behind the bucket, as `nats kv add` makes it, with the window as max age.
     await ensureStreamConfig(
-      jsm,
+      admin,
       {
         name: stream,
         subjects: [`$KV.${bucket}.>`],
@@ -90,17 +93,18 @@ export class SharedJoinFailures implements FailureLog {
     );
     const kv = await new Kvm(jetstream(nc, { timeout: STORE_TIMEOUT_MS })).open(bucket);
     const store = new SharedJoinFailures(nc, jsm, kv, stream, bucket, log);
-    const empty = (await jsm.streams.info(stream)).state.messages === 0;
+    const empty = (await admin.streams.info(stream)).state.messages === 0;
     await store.startWatch(empty);
     return store;
   }
 
-  async recent(deviceId: string, since: number): Promise<number[]> {
+  async recent(deviceId: string, since: number, enough: number): Promise<number[]> {
     const token = deviceToken(deviceId);
     const known = this.known(token, since);
     // Nobody saw this device fail: the fast path, no round trip.
     if (known.size === 0) return [];
-    if (this.usable()) {
+    // Known here to be over the limit already (a guesser retrying): no round trip either.
+    if (known.size < enough && this.usable()) {
       try {
         const info = await this.jsm.streams.info(this.stream, { subjects_filter: `${this.subjectRoot}.${token}.*` });
         for (const subject of Object.keys(info.state.subjects ?? {})) {

@@ -47,8 +47,11 @@ export class TokenBuckets {
  * one replica's memory; `SharedJoinFailures` (join-failures.ts) is shared by every replica.
  */
 export interface FailureLog {
-  /** The device's wrong codes at or after `since`, oldest first. */
-  recent(deviceId: string, since: number): Promise<number[]>;
+  /**
+   * The device's wrong codes at or after `since`, oldest first. Once `enough` are known the
+   * answer may stop there (the device is refused anyway; no need to look further).
+   */
+  recent(deviceId: string, since: number, enough: number): Promise<number[]>;
   record(deviceId: string, at: number): Promise<void>;
 }
 
@@ -105,7 +108,7 @@ export class JoinGuard {
   /** Throws `rate_limited` while the device has used up its wrong codes for this minute. */
   async check(deviceId: string): Promise<void> {
     const now = this.clock();
-    const list = await this.log.recent(deviceId, now - WINDOW_MS + 1);
+    const list = await this.log.recent(deviceId, now - WINDOW_MS + 1, this.perMinute);
     if (list.length >= this.perMinute) {
       // The oldest of the last `perMinute` failures frees its slot first.
       const oldest = list[list.length - this.perMinute]!;

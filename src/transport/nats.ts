@@ -9,6 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
+  AuthorizationError,
+  UserAuthenticationExpiredError,
   credsAuthenticator,
   headers as natsHeaders,
   nuid,
@@ -29,21 +31,47 @@ export function natsConnected(nc: NatsConnection): boolean {
   return !nc.isClosed() && (linkUp.get(nc) ?? false);
 }
 
+/** Thrown when NATS refuses the configured credentials; its message names no secret. */
+export class NatsAuthError extends Error {
+  override readonly name = 'NatsAuthError';
+}
+
+/** The authentication options of `config` (one method at most: config.ts enforces it). */
+function authOptions(config: Config['nats']) {
+  if (config.credsFile) return { authenticator: credsAuthenticator(readFileSync(config.credsFile)) };
+  if (config.token !== undefined) return { token: config.token };
+  if (config.user !== undefined) return { user: config.user, pass: config.password };
+  return {};
+}
+
+/** Which credential kind is in use, for log lines (never the credential itself). */
+export function authMethod(config: Config['nats']): 'creds' | 'token' | 'user' | 'none' {
+  return config.credsFile ? 'creds' : config.token !== undefined ? 'token' : config.user !== undefined ? 'user' : 'none';
+}
+
 export async function connectNats(config: Config['nats'], log: Logger, name = 'lobby-service'): Promise<NatsConnection> {
-  const nc = await connect({
-    servers: config.servers,
-    name,
-    // Keep trying forever: the default gives up after ~20 s, and a NATS outage must only delay.
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
-    // Start-up waits for NATS to come up instead of failing (the caller logs that it waits).
-    waitOnFirstConnect: true,
-    noAsyncTraces: true,
-    token: config.token,
-    user: config.user,
-    pass: config.password,
-    authenticator: config.credsFile ? credsAuthenticator(readFileSync(config.credsFile)) : undefined,
-  });
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: config.servers,
+      name,
+      // Keep trying forever: the default gives up after ~20 s, and a NATS outage must only delay.
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+      // Start-up waits for NATS to come up instead of failing (the caller logs that it waits).
+      // Refused credentials still fail at once (the client gives up on a repeated auth error).
+      waitOnFirstConnect: true,
+      noAsyncTraces: true,
+      ...authOptions(config),
+    });
+  } catch (err) {
+    if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
+      throw new NatsAuthError(
+        `NATS refused the credentials (${authMethod(config)}): ${err.message}; check NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS`,
+      );
+    }
+    throw err;
+  }
   linkUp.set(nc, true);
   void (async () => {
     for await (const s of nc.status()) {
@@ -52,9 +80,13 @@ export async function connectNats(config: Config['nats'], log: Logger, name = 'l
         log.warn('NATS connection lost; reconnecting');
       } else if (s.type === 'reconnect') {
         linkUp.set(nc, true);
-        log.info({ server: (s as { server?: string }).server }, 'NATS reconnected');
+        log.info({ server: nc.getServer() }, 'NATS reconnected');
+      } else if (s.type === 'error') {
+        // Server-reported (a permissions violation, an auth error on reconnect): the message is
+        // the whole story, a client stack adds nothing. It never carries a credential.
+        const error = (s as { error?: unknown }).error;
+        log.error({ error: error instanceof Error ? error.message : String(error) }, 'NATS error');
       }
-      else if (s.type === 'error') log.error({ err: (s as { error?: unknown }).error }, 'NATS error');
     }
   })();
   return nc;
@@ -82,7 +114,7 @@ export class NatsService {
   private readonly started = new Date().toISOString();
   private readonly subs: Subscription[] = [];
   private readonly stats = new Map<Subject, EndpointStats>();
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly requests = new Set<Promise<void>>();
   private stopping = false;
 
   constructor(
@@ -130,9 +162,14 @@ export class NatsService {
     this.log.info({ micro_service: SERVICE.name, id: this.id, endpoints: this.stats.size }, 'NATS micro service started');
   }
 
+  /** Requests being served right now. */
+  get inFlight(): number {
+    return this.requests.size;
+  }
+
   private track(p: Promise<void>): void {
-    this.inFlight.add(p);
-    void p.finally(() => this.inFlight.delete(p));
+    this.requests.add(p);
+    void p.finally(() => this.requests.delete(p));
   }
 
   private async serve(subject: Subject, msg: Msg): Promise<void> {
@@ -220,9 +257,9 @@ export class NatsService {
     if (this.stopping) return;
     this.stopping = true;
     await Promise.allSettled(this.subs.map((s) => s.drain()));
-    const all = Promise.allSettled([...this.inFlight]);
+    const all = Promise.allSettled([...this.requests]);
     const timedOut = await Promise.race([all.then(() => false), delay(timeoutMs).then(() => true)]);
-    if (timedOut) this.log.warn({ in_flight: this.inFlight.size }, 'shutdown: gave up waiting for requests in flight');
+    if (timedOut) this.log.warn({ in_flight: this.requests.size }, 'shutdown: gave up waiting for requests in flight');
   }
 }
 

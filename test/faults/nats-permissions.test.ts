@@ -18,7 +18,8 @@ import { LobbyWatcher, createSession, loggedEvents, runCycle, setupLobby, type L
 import { createTestEnv, device, GatewayClient } from '../helpers/service.js';
 import { natsNode, scratch, type NatsNode } from './helpers/nats.js';
 
-const password = () => randomBytes(12).toString('hex');
+// nats-server parses a $VARIABLE's value as a config value: it must start with a letter (deploy/nats).
+const password = () => `pw-${randomBytes(12).toString('hex')}`;
 const pw = { lobby: password(), gateway: password(), replay: password() };
 
 let s: Awaited<ReturnType<typeof scratch>>;

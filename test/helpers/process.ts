@@ -22,17 +22,17 @@ export interface ServiceProcess {
   pid: number;
   /** Parsed JSON log lines so far. */
   logs: LogLine[];
+  /** Raw stdout so far (every byte, parsed or not). */
+  stdout(): string;
   /** Raw stderr so far. */
   stderr(): string;
   /** Resolves with the exit code (or the signal name) once the process exits. */
   exited: Promise<number | string>;
-  /** The "lobby service ready" line (has `startup_ms` and `http`). */
-  ready: LogLine;
   kill(signal: NodeJS.Signals): void;
 }
 
-/** Starts the service with `env` (merged over a minimal PATH/HOME) and waits until it is ready. */
-export async function spawnService(env: Record<string, string>, timeoutMs = 30_000): Promise<ServiceProcess> {
+/** Starts the service with `env` (merged over a minimal PATH/HOME) without waiting for anything. */
+export function startServiceProcess(env: Record<string, string>): ServiceProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: root,
     // Readiness and shutdown are read from the logs: never run quieter than info.
@@ -41,9 +41,11 @@ export async function spawnService(env: Record<string, string>, timeoutMs = 30_0
   });
   running.add(child);
   const logs: LogLine[] = [];
+  let out = '';
   let err = '';
   let buf = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    out += chunk;
     buf += chunk;
     let nl: number;
     while ((nl = buf.indexOf('\n')) >= 0) {
@@ -63,24 +65,33 @@ export async function spawnService(env: Record<string, string>, timeoutMs = 30_0
       resolve(code ?? signal ?? -1);
     }),
   );
-  const ready = await Promise.race([
-    waitFor(() => logs.find((l) => l.msg === 'lobby service ready'), {
-      timeoutMs,
-      message: 'waiting for the service process to be ready',
-    }),
-    exited.then((code) => {
-      throw new Error(`service exited (${code}) before it was ready: ${err.trim()}`);
-    }),
-  ]).catch((e) => {
-    child.kill('SIGKILL');
-    throw e;
-  });
   return {
     pid: child.pid!,
     logs,
+    stdout: () => out,
     stderr: () => err,
     exited,
-    ready,
     kill: (signal) => child.kill(signal),
   };
+}
+
+/** Starts the service with `env` and waits until it is ready. */
+export async function spawnService(
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+): Promise<ServiceProcess & { /** The "lobby service ready" line (has `startup_ms` and `http`). */ ready: LogLine }> {
+  const svc = startServiceProcess(env);
+  const ready = await Promise.race([
+    waitFor(() => svc.logs.find((l) => l.msg === 'lobby service ready'), {
+      timeoutMs,
+      message: 'waiting for the service process to be ready',
+    }),
+    svc.exited.then((code) => {
+      throw new Error(`service exited (${code}) before it was ready: ${svc.stderr().trim()} ${svc.stdout().trim().split('\n').at(-1) ?? ''}`);
+    }),
+  ]).catch((e) => {
+    svc.kill('SIGKILL');
+    throw e;
+  });
+  return { ...svc, ready };
 }

@@ -37,6 +37,8 @@ export interface NatsNode {
   kill(): Promise<void>;
   /** Starts (again) with the same configuration, port and store. */
   start(): Promise<void>;
+  /** Rewrites the configuration and makes the running server reload it (SIGHUP). */
+  reload(conf: string): Promise<void>;
 }
 
 /**
@@ -60,6 +62,12 @@ export async function natsNode(name: string, port: number, conf: string, dir: st
       const gone = new Promise((r) => proc!.once('exit', r));
       proc!.kill('SIGKILL');
       await gone;
+    },
+    async reload(next: string) {
+      await writeFile(file, next);
+      const seen = log.length;
+      proc!.kill('SIGHUP');
+      await waitFor(() => /Reloaded server configuration/.test(log.slice(seen)), { message: `nats-server ${name} reloaded` });
     },
     async start() {
       if (!exited()) return;
