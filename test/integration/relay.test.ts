@@ -143,6 +143,31 @@ describe('outbox relay - hand', () => {
     expect(f.received(K)).toEqual(ids(other));
   });
 
+  it('relay - retryNow in the same tick as the failure it caused (a new stream leader) skips the back-off', async () => {
+    const L = await f.lobby();
+    const rows = await f.write(L, 2);
+    const attempts: number[] = [];
+    let r!: OutboxRelay;
+    const interrupted: Destination = {
+      ...f.jetStream,
+      async deliver(row) {
+        if (row.id === rows[0]!.id && attempts.length < 5) {
+          attempts.push(performance.now());
+          // As the stream's leader-elected advisory does: fail the publish, then ask for a retry.
+          r.retryNow();
+          throw new Error('the stream elected a new leader');
+        }
+        return f.jetStream.deliver(row);
+      },
+    };
+    r = await leader({ pollMs: 60_000 }, interrupted);
+    r.hand(f.batch(L, rows, null));
+    await waitFor(() => f.received(L).length === 2, { message: 'not delivered after the retries' });
+    expect(f.received(L)).toEqual(ids(rows));
+    // Back-offs would add up to 100 + 200 + 400 + 800 ms between these five attempts.
+    expect(attempts.at(-1)! - attempts[0]!).toBeLessThan(500);
+  });
+
   it('relay - two relays competing for the lease never publish a lobby out of order', async () => {
     // Each relay's standby kicks go to the other, as `_lobby.outbox.kick` would carry them.
     const relays: OutboxRelay[] = [];
