@@ -30,7 +30,10 @@ export interface App {
   nc: NatsConnection;
   dispatcher: Dispatcher;
   http: FastifyInstance;
+  /** The JetStream relay. After a commit, hand it the new rows (`relay.hand`). */
   relay: OutboxRelay;
+  /** The v1 Gateway sink's relay (only with `GATEWAY_URL`); handed the same rows. */
+  sink?: OutboxRelay;
   scheduler: DeadlineScheduler;
   sessions: Sessions;
   lobbies: Lobbies;
@@ -79,10 +82,11 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     const lobbies = new Lobbies(createLobbyStore(db.sql), {
       sink: sink !== undefined,
       log: log.child({ component: 'lobbies' }),
-      // Committed events: wake the relays now (the lease holder publishes them).
-      onCommit: () => {
-        relay.notify();
-        sink?.notify();
+      // Committed events go straight to the relays: published now when this replica holds
+      // the lease, else the holder is woken to read them.
+      onCommit: (batch) => {
+        relay.hand(batch);
+        sink?.hand(batch);
       },
     });
     // A new stream leader (its old node died): publish the backlog now, not after a back-off.
@@ -199,7 +203,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       })());
     const shutdownProgress = () => ({ step, nats_in_flight: service.inFlight });
 
-    return { config, db, nc, dispatcher, http, relay, scheduler, sessions, lobbies, httpUrl, stop, shutdownProgress };
+    return { config, db, nc, dispatcher, http, relay, sink, scheduler, sessions, lobbies, httpUrl, stop, shutdownProgress };
   } catch (err) {
     for (const c of cleanup) await c().catch(() => undefined);
     throw err;

@@ -19,28 +19,11 @@
 import type { Logger } from 'pino';
 import { fail, ServiceError } from '../errors.js';
 import { Mailboxes } from '../measurement/actor.js';
+import type { EventRow, HandedBatch } from '../outbox/event-row.js';
 import type { IdempotencySpec } from '../transport/idempotency.js';
 import { Draft } from './draft.js';
 import { aggregateFromJson, type Aggregate, type LobbyRow, type ParticipantRow } from './model.js';
 import { isUuid, type LobbyStore } from './store.js';
-
-/** One committed write's broadcasts of one lobby, in id order (handed to the relays). */
-export interface CommitBatch {
-  lobbyId: string;
-  /** The lobby's newest event id before this batch (null: none). */
-  prevEventId: number | null;
-  rows: EventRow[];
-}
-
-export interface EventRow {
-  id: number;
-  lobbyId: string;
-  sessionId: string | null;
-  type: string;
-  payload: Record<string, unknown>;
-  targets: string[];
-  createdAt: Date;
-}
 
 /** What a command brings besides its decision (a `CommandContext` fits). */
 export interface RunOptions {
@@ -59,7 +42,7 @@ export interface LobbiesOptions {
   /** Whether the v1 sink is on: its rows then start undelivered. */
   sink: boolean;
   /** Called after every commit that wrote events (hands them to the relays). */
-  onCommit: (batch: CommitBatch) => void;
+  onCommit: (batch: HandedBatch) => void;
   /** Most lobbies kept in memory. */
   maxCached?: number;
   log: Logger;
@@ -247,11 +230,11 @@ export class Lobbies {
     this.remember(next);
     if (applied.event_ids.length > 0) {
       const lobbyId = draft.lobby.id;
-      const createdAt = new Date();
+      const createdAt = draft.eventsAt;
       this.opts.onCommit({
         lobbyId,
         prevEventId: applied.prev_event_id === null ? null : Number(applied.prev_event_id),
-        rows: draft.events.map((e, i) => ({
+        rows: draft.events.map((e, i): EventRow => ({
           id: Number(applied.event_ids[i]),
           lobbyId,
           sessionId: e.sessionId ?? null,

@@ -36,6 +36,8 @@ export class Draft {
   readonly loaded: Loaded;
   readonly events: OutboxEvent[] = [];
   readonly steps: StepRecord[] = [];
+  /** When the events were written (set by `change()`): the relays are handed the same time. */
+  eventsAt = new Date();
   private readonly sessionWrites = new Map<string, SessionWrite>();
 
   constructor(
@@ -111,6 +113,8 @@ export class Draft {
 
   /** The change for `lobby_apply`; `reply` is kept for the Idempotency-Key, if any. */
   change(opts: { sink: boolean; idempotency?: IdempotencySpec; reply?: unknown }): Change {
+    this.eventsAt = new Date();
+    const createdAt = this.eventsAt.toISOString();
     const c: Change = {
       lobby_id: this.loaded.lobby.id,
       expect_version: this.isNew ? null : this.base.version,
@@ -121,7 +125,7 @@ export class Draft {
         type: e.event,
         payload: e.data,
         targets: e.targets,
-        created_at: new Date().toISOString(),
+        created_at: createdAt,
         traceparent: this.traceparent,
       })),
       sink: opts.sink,

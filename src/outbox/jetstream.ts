@@ -22,9 +22,9 @@ import {
   type EventName,
 } from '../../subjects/index.js';
 import type { Config } from '../config.js';
-import type { LobbyEventRow } from '../db/entities.js';
+import type { EventRow } from './event-row.js';
 import { natsConnected } from '../transport/nats.js';
-import { PartialDelivery, type Destination } from './relay.js';
+import type { Destination } from './relay.js';
 
 /** JetStream de-duplicates a `Nats-Msg-Id` seen within this window. */
 export const DUPLICATE_WINDOW_MS = 2 * 60_000;
@@ -107,7 +107,7 @@ export async function ensureStream(nc: NatsConnection, config: Config['nats'], l
 }
 
 /** The broadcast body (CONTRACT section 5) of an event row. */
-export function envelopeOf(row: LobbyEventRow): Envelope {
+export function envelopeOf(row: EventRow): Envelope {
   return {
     id: row.id,
     event: row.type as EventName,
@@ -120,8 +120,9 @@ export function envelopeOf(row: LobbyEventRow): Envelope {
 }
 
 /**
- * Publishes rows to `lobby.<lobby_id>.<event>` with `Nats-Msg-Id: <lobby_id>:<id>`, waiting for
- * each ack before the next (per lobby), so the stream holds a lobby's events in id order.
+ * Publishes a row to `lobby.<lobby_id>.<event>` with `Nats-Msg-Id: <lobby_id>:<id>` and resolves
+ * on its ack; the relay publishes a lobby's next row only after that, so the stream holds a
+ * lobby's events in id order.
  */
 export function jetStreamDestination(
   nc: NatsConnection,
@@ -144,7 +145,7 @@ export function jetStreamDestination(
    * subject carries an id at least this one's. Events of a lobby are published in id order,
    * so that can only be this event or a later one.
    */
-  async function alreadyStored(row: LobbyEventRow): Promise<boolean> {
+  async function alreadyStored(row: EventRow): Promise<boolean> {
     const subject = broadcastSubject(row.lobbyId, row.type as EventName, prefix);
     const last = await jsm.streams.getMessage(config.stream, { last_by_subj: subject }).catch((err) => {
       if (err instanceof JetStreamApiError && err.status === 404) return null;
@@ -157,34 +158,25 @@ export function jetStreamDestination(
 
   return {
     name: `jetstream:${config.stream}`,
-    column: 'publishedAt',
-    async deliver(rows) {
+    column: 'published_at',
+    async deliver(row) {
       // While disconnected a publish would only wait for its timeout; the relay retries as soon
       // as the connection is back.
-      if (!natsConnected(nc)) throw new PartialDelivery(0, new Error('NATS is disconnected'));
-      let i = 0;
-      try {
-        for (; i < rows.length; i++) {
-          const row = rows[i]!;
-          if (Date.now() - row.createdAt.getTime() > VERIFY_AFTER_MS && (await alreadyStored(row))) {
-            log.info({ lobby_id: row.lobbyId, id: row.id }, 'event already in the stream (published before a restart); not republished');
-            continue;
-          }
-          // `msgID` is sent as the `Nats-Msg-Id` header.
-          const ack = await untilAckPossible(
-            js.publish(
-              broadcastSubject(row.lobbyId, row.type as EventName, prefix),
-              encoder.encode(JSON.stringify(envelopeOf(row))),
-              { msgID: broadcastMsgId(row.lobbyId, row.id), timeout: PUBLISH_TIMEOUT_MS },
-            ),
-          );
-          if (ack.duplicate) {
-            log.info({ lobby_id: row.lobbyId, id: row.id }, 'event was already in the stream (published before a restart); deduplicated');
-          }
-        }
-        return i;
-      } catch (err) {
-        throw new PartialDelivery(i, err);
+      if (!natsConnected(nc)) throw new Error('NATS is disconnected');
+      if (Date.now() - row.createdAt.getTime() > VERIFY_AFTER_MS && (await alreadyStored(row))) {
+        log.info({ lobby_id: row.lobbyId, id: row.id }, 'event already in the stream (published before a restart); not republished');
+        return;
+      }
+      // `msgID` is sent as the `Nats-Msg-Id` header.
+      const ack = await untilAckPossible(
+        js.publish(
+          broadcastSubject(row.lobbyId, row.type as EventName, prefix),
+          encoder.encode(JSON.stringify(envelopeOf(row))),
+          { msgID: broadcastMsgId(row.lobbyId, row.id), timeout: PUBLISH_TIMEOUT_MS },
+        ),
+      );
+      if (ack.duplicate) {
+        log.info({ lobby_id: row.lobbyId, id: row.id }, 'event was already in the stream (published before a restart); deduplicated');
       }
     },
   };

@@ -15,8 +15,8 @@ import {
   type EventName,
   type SinkBroadcast,
 } from '../../subjects/index.js';
-import type { LobbyEventRow } from '../db/entities.js';
-import { PartialDelivery, type Destination } from './relay.js';
+import type { EventRow } from './event-row.js';
+import type { Destination } from './relay.js';
 
 export interface SinkOptions {
   /** `GATEWAY_URL`, without a trailing slash. */
@@ -37,7 +37,7 @@ export class SinkRefused extends Error {
   }
 }
 
-export function sinkBodyOf(row: LobbyEventRow): SinkBroadcast {
+export function sinkBodyOf(row: EventRow): SinkBroadcast {
   return { event: row.type as EventName, data: row.payload, targets: { device_ids: row.targets } };
 }
 
@@ -47,7 +47,7 @@ export function gatewaySinkDestination(opts: SinkOptions): Destination {
   const base: Record<string, string> = { 'content-type': 'application/json' };
   if (opts.token !== undefined) base[HttpHeader.internalToken] = opts.token;
 
-  async function post(row: LobbyEventRow): Promise<void> {
+  async function post(row: EventRow): Promise<void> {
     const res = await fetch(url, {
       method: 'POST',
       headers: { ...base, [HttpHeader.eventId]: broadcastMsgId(row.lobbyId, row.id) },
@@ -64,16 +64,8 @@ export function gatewaySinkDestination(opts: SinkOptions): Destination {
   return {
     // Lease `relay:gateway-sink`; the URL stays out of it (and out of logs: it may hold credentials).
     name: 'gateway-sink',
-    column: 'sinkDeliveredAt',
-    async deliver(rows) {
-      let i = 0;
-      try {
-        // One at a time: the next event of a lobby goes out only after the previous one's 2xx.
-        for (; i < rows.length; i++) await post(rows[i]!);
-        return i;
-      } catch (err) {
-        throw new PartialDelivery(i, err);
-      }
-    },
+    column: 'sink_delivered_at',
+    // One at a time per lobby: the relay sends a lobby's next event only after this one's 2xx.
+    deliver: post,
   };
 }
