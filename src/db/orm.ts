@@ -4,6 +4,7 @@
  * `transaction()`; nothing uses the global EntityManager.
  */
 import { mkdirSync } from 'node:fs';
+import { inspect } from 'node:util';
 import { MikroORM, OptimisticLockError, type Options } from '@mikro-orm/core';
 import { Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver, type EntityManager } from '@mikro-orm/postgresql';
@@ -13,6 +14,7 @@ import type { Logger } from 'pino';
 import type { DatabaseTarget } from '../config.js';
 import { entities } from './entities.js';
 import { migrationsList } from './migrations.js';
+import { DatabaseHealth } from './health.js';
 import { Sql } from './sql.js';
 
 export type Em = EntityManager;
@@ -28,13 +30,16 @@ export function ormOptions(target: DatabaseTarget, log?: Logger, pglite?: PGlite
     debug: false,
     logger: (message) => log?.debug({ component: 'orm' }, message),
   };
+  // knex prints its warnings with console.log unless given a logger (MikroORM merges
+  // `driverOptions` into the knex config).
+  const knexLog = log ? { log: knexLogger(log.child({ component: 'knex' })) } : {};
   if (target.kind === 'postgresql') {
     return {
       ...common,
       driver: PostgreSqlDriver,
       clientUrl: target.url,
       pool: { min: 0, max: 20, idleTimeoutMillis: 30_000 },
-      driverOptions: { connection: { connectionTimeoutMillis: 5_000 } },
+      driverOptions: { connection: { connectionTimeoutMillis: 5_000 }, ...knexLog },
     } as Options;
   }
   const instance = pglite ?? openPglite(target.dir);
@@ -42,8 +47,27 @@ export function ormOptions(target: DatabaseTarget, log?: Logger, pglite?: PGlite
     ...common,
     driver: SafePGliteDriver,
     dbName: 'postgres',
-    driverOptions: { connection: { pglite: () => instance } },
+    driverOptions: { connection: { pglite: () => instance }, ...knexLog },
   } as Options;
+}
+
+/**
+ * knex's log, into ours. Its `Connection Error: ...` warnings come once per pooled connection
+ * that died (while the database is down: one per connection per attempt): debug, as the
+ * health monitor's one line tells the outage.
+ */
+function knexLogger(log: Logger) {
+  const text = (m: unknown) => (typeof m === 'string' ? m : inspect(m, { depth: 3 }));
+  return {
+    warn: (m: unknown) => {
+      const message = text(m);
+      if (message.startsWith('Connection Error:')) log.debug(message);
+      else log.warn(message);
+    },
+    error: (m: unknown) => log.error(text(m)),
+    deprecate: (m: unknown) => log.debug(text(m)),
+    debug: (m: unknown) => log.debug(text(m)),
+  };
 }
 
 function openPglite(dir: string | null): PGlite {
@@ -81,14 +105,19 @@ function isRetryable(err: unknown): boolean {
 export class Database {
   /** Hand-written statements with bound parameters, on the ORM's own pool (the hot path). */
   readonly sql: Sql;
+  /** Told about every statement that failed without an answer from the server; pings it. */
+  readonly health: DatabaseHealth;
 
   private constructor(
     readonly orm: MikroORM,
     readonly target: DatabaseTarget,
+    log: Logger,
     /** The embedded database, owned here (MikroORM only borrows it). */
     private readonly pglite?: PGlite,
   ) {
-    this.sql = new Sql(orm);
+    this.sql = new Sql(orm, target.kind === 'postgresql');
+    this.health = new DatabaseHealth(() => this.sql.probe(), log.child({ component: 'database' }));
+    this.sql.onFailure = (err) => this.health.report(err);
   }
 
   static async open(target: DatabaseTarget, log: Logger): Promise<Database> {
@@ -97,7 +126,7 @@ export class Database {
       const orm = await MikroORM.init(ormOptions(target, log, pglite));
       const applied = await migrate(orm, target);
       if (applied.length) log.info({ migrations: applied.map((m) => m.name) }, 'database migrated');
-      return new Database(orm, target, pglite);
+      return new Database(orm, target, log, pglite);
     } catch (err) {
       await pglite?.close().catch(() => undefined);
       throw err;
@@ -128,16 +157,13 @@ export class Database {
     return fn(this.orm.em.fork() as Em);
   }
 
-  async ping(): Promise<boolean> {
-    try {
-      await this.read((em) => em.execute('select 1'));
-      return true;
-    } catch {
-      return false;
-    }
+  /** Whether the server answers now (a fresh connection, bounded by the monitor's ping timeout). */
+  ping(): Promise<boolean> {
+    return this.health.check();
   }
 
   async close(): Promise<void> {
+    this.health.stop();
     await this.orm.close(true);
     await this.pglite?.close();
   }

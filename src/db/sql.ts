@@ -9,42 +9,82 @@
  * single autocommit statement; the multi-statement work of a command lives in a plpgsql function
  * (see migrations), so a command costs one round trip and PGlite's single connection is never
  * held across awaits.
+ *
+ * Failures are sorted here, by what happened (see `DatabaseUnreachable`): no connection from
+ * the pool, a connection that died under the statement, or a connection-class SQLSTATE. Every
+ * failure without a SQLSTATE of its own is reported to the health monitor.
  */
 import type { MikroORM } from '@mikro-orm/core';
+import { DatabaseUnreachable, isConnectionSqlState, sqlStateOf } from '../errors.js';
+import { isReportable } from './health.js';
 
 /** The raw connection both drivers hand out: pg's `Client`, or PGlite. */
 interface RawConnection {
   query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
   /** pg only: its protocol connection and socket. */
   connection?: { stream?: { cork?(): void; uncork?(): void } };
+  /** Set by knex when the pg client emitted `error` or `end`: it is dead. */
+  __knex__disposed?: unknown;
+  /** pg's own state: false after a connection error; `_ending`/`_ended` once it is closing or closed. */
+  _queryable?: boolean;
+  _ending?: boolean;
+  _ended?: boolean;
 }
 
 /** The knex client behind MikroORM's connection: its pool is what we borrow from. */
 interface KnexClient {
   acquireConnection(): Promise<RawConnection>;
   releaseConnection(connection: RawConnection): Promise<void>;
+  /** A connection outside the pool, with the pool's settings (pg only). */
+  acquireRawConnection?(): Promise<RawConnection>;
+  destroyRawConnection?(connection: RawConnection): Promise<void>;
+}
+
+/** Whether the driver has given up on this connection (the server closed it, the socket died). */
+function isDead(c: RawConnection): boolean {
+  return Boolean(c.__knex__disposed) || c._queryable === false || c._ending === true || c._ended === true;
 }
 
 export class Sql {
   private readonly client: KnexClient;
+  /** Told about every failure that is not the server's answer to a statement (src/db/health.ts). */
+  onFailure?: (err: unknown) => void;
 
-  constructor(orm: MikroORM) {
+  constructor(
+    orm: MikroORM,
+    /** A pool of real connections (PostgreSQL): pings use a fresh one of their own. */
+    private readonly pooled = true,
+  ) {
     const knex = (orm.em.getConnection() as unknown as { getKnex(): { client: KnexClient } }).getKnex();
     this.client = knex.client;
   }
 
   /** Runs one statement with bound parameters; returns its rows. */
   async query<T = Record<string, unknown>>(text: string, values: unknown[] = []): Promise<T[]> {
-    const connection = await this.client.acquireConnection();
+    let connection: RawConnection;
+    try {
+      connection = await this.client.acquireConnection();
+    } catch (err) {
+      // The pool could not connect (refused, reset, timed out, the server starting up or
+      // shutting down, no name resolution), or had no connection to give for too long.
+      this.onFailure?.(err);
+      throw new DatabaseUnreachable('no connection to the database', { cause: err });
+    }
     try {
       // pg writes Parse, Bind, Describe, Execute and Sync to the socket one by one, all within
       // query(): corked, they leave as one write (each write is a system call on the main thread).
       const socket = connection.connection?.stream;
       socket?.cork?.();
-      const pending = connection.query(text, values);
-      socket?.uncork?.();
+      let pending: Promise<{ rows: unknown[] }>;
+      try {
+        pending = connection.query(text, values);
+      } finally {
+        socket?.uncork?.();
+      }
       const result = await pending;
       return result.rows as T[];
+    } catch (err) {
+      throw this.failed(err, connection);
     } finally {
       await this.client.releaseConnection(connection);
     }
@@ -53,6 +93,36 @@ export class Sql {
   /** The first row, or undefined. */
   async one<T = Record<string, unknown>>(text: string, values: unknown[] = []): Promise<T | undefined> {
     return (await this.query<T>(text, values))[0];
+  }
+
+  /**
+   * Resolves once the server answers `select 1` on a connection of its own: a pool whose
+   * connections all hang, or whose every slot is taken, does not make the server look down.
+   */
+  async probe(): Promise<void> {
+    const { acquireRawConnection, destroyRawConnection } = this.client;
+    if (!this.pooled || !acquireRawConnection || !destroyRawConnection) {
+      await this.query('select 1');
+      return;
+    }
+    const c = await acquireRawConnection.call(this.client);
+    try {
+      await c.query('select 1');
+    } finally {
+      await destroyRawConnection.call(this.client, c).catch(() => undefined);
+    }
+  }
+
+  /** Sorts a failed statement's error: the server's answer as is, a lost connection as such. */
+  private failed(err: unknown, connection: RawConnection): unknown {
+    if (!isReportable(err)) return err;
+    this.onFailure?.(err);
+    const state = sqlStateOf(err);
+    if (isDead(connection) || (state !== undefined && isConnectionSqlState(state))) {
+      return new DatabaseUnreachable('the connection to the database was lost', { cause: err });
+    }
+    // No SQLSTATE, and the connection looks alive: the health monitor's ping decides.
+    return err;
   }
 }
 

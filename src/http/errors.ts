@@ -6,8 +6,8 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { HttpErrorBody } from '../../subjects/index.js';
-import { ServiceError, fail, normalizeError, toWire } from '../errors.js';
+import { ErrorCode, type HttpErrorBody } from '../../subjects/index.js';
+import { ServiceError, fail, normalizeError, reasonOf, toWire } from '../errors.js';
 
 export function errorBody(err: ServiceError): HttpErrorBody {
   return { detail: err.message, ...toWire(err).body };
@@ -49,6 +49,8 @@ export function handleError(log: Logger) {
  */
 export function logRefusal(log: Logger, req: FastifyRequest, err: ServiceError, status = err.status): void {
   const fields = { method: req.method, path: req.url.split('?')[0], status, code: err.code };
-  if (status >= 500) log.error({ ...fields, err: err.cause ?? err }, 'http request failed');
+  // `unavailable` is expected while a dependency is down: one line without a stack.
+  if (err.code === ErrorCode.unavailable) log.warn({ ...fields, reason: reasonOf(err.cause ?? err) }, `http request refused: ${err.message}`);
+  else if (status >= 500) log.error({ ...fields, err: err.cause ?? err }, 'http request failed');
   else log.info(fields, `http request refused: ${err.message}`);
 }

@@ -17,7 +17,7 @@ import {
 } from '../../subjects/index.js';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
-import { ServiceError, fail, normalizeError } from '../errors.js';
+import { ServiceError, classifyError, fail, failureFields, reasonOf, type ReachabilityJudge } from '../errors.js';
 import type { CommandContext } from './context.js';
 import { IdempotencyStore, isKeyRace, requestHash, type Prior } from './idempotency.js';
 import type { TokenBuckets } from './limits.js';
@@ -86,6 +86,8 @@ export class Dispatcher {
       log: Logger;
       limits: TokenBuckets;
       idempotency: IdempotencyStore;
+      /** The database health monitor: was a failure the database being unreachable? */
+      health?: ReachabilityJudge;
     },
   ) {}
 
@@ -113,14 +115,17 @@ export class Dispatcher {
       log = ctx.log;
       outcome = await this.run(inb.subject, req, ctx);
     } catch (err) {
-      outcome = { ok: false, error: normalizeError(err) };
+      outcome = { ok: false, error: await classifyError(err, this.deps.health) };
     }
     const duration_ms = Math.round((performance.now() - started) * 100) / 100;
     if (outcome.ok) {
       log.info({ duration_ms }, 'request served');
     } else {
       const e = outcome.error;
-      if (e.status >= 500) {
+      if (e.code === ErrorCode.unavailable) {
+        // Expected while a dependency is down (its monitor logs the outage): one line, no stack.
+        log.warn({ duration_ms, code: e.code, reason: reasonOf(e.cause ?? e) }, `request refused: ${e.message}`);
+      } else if (e.status >= 500) {
         log.error({ duration_ms, code: e.code, err: e.cause ?? e }, 'request failed');
       } else {
         log.info({ duration_ms, code: e.code, details: e.details }, `request refused: ${e.message}`);
@@ -188,8 +193,8 @@ export class Dispatcher {
         const prior = await this.deps.idempotency.find(key);
         if (prior) return replayed(prior, ctx);
       }
-      const error = normalizeError(err);
-      if (key) await this.deps.idempotency.storeRefusal(key, error).catch((e) => ctx.log.warn({ err: e }, 'could not store refusal'));
+      const error = await classifyError(err, this.deps.health);
+      if (key) await this.deps.idempotency.storeRefusal(key, error).catch((e) => ctx.log.warn(failureFields(e), 'could not store refusal'));
       return { ok: false, error };
     }
   }
