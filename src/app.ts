@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { InternalSubject } from '../subjects/index.js';
 import type { Config } from './config.js';
+import { retriedFailure } from './errors.js';
 import { Database } from './db/orm.js';
 import { createHttpServer } from './http/server.js';
 import { Lobbies } from './lobby/actor.js';
@@ -119,6 +120,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       log,
       limits: new TokenBuckets(config.limits.ratePerSecond, config.limits.rateBurst),
       idempotency,
+      health: db.health,
     });
     const service = new NatsService(nc, dispatcher, log.child({ component: 'nats' }), config.nats.subjectPrefix);
 
@@ -143,7 +145,10 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       idempotency
         .purge()
         .then((n) => n && log.debug({ deleted: n }, 'expired idempotency keys purged'))
-        .catch((err) => log.warn({ err }, 'idempotency purge failed'));
+        .catch((err) => {
+          const { level, fields } = retriedFailure(err, true);
+          log[level](fields, 'idempotency purge failed');
+        });
     }, IDEMPOTENCY_PURGE_MS);
     purge.unref();
 

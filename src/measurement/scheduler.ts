@@ -7,6 +7,7 @@
  * phase already failed and changes nothing: each deadline fires exactly once.
  */
 import type { Logger } from 'pino';
+import { retriedFailure } from '../errors.js';
 import type { Sessions } from './sessions.js';
 
 export class DeadlineScheduler {
@@ -20,6 +21,10 @@ export class DeadlineScheduler {
   private pendingAt = Infinity;
   /** Ticks that changed a session (fired deadlines), since start. */
   fired = 0;
+  /** Failed scans and ticks, since start. */
+  failures = 0;
+  /** Failures since the last pass without one. */
+  private streak = 0;
 
   constructor(
     private readonly sessions: Sessions,
@@ -56,11 +61,12 @@ export class DeadlineScheduler {
   private async run(): Promise<void> {
     while (this.running) {
       let sleepMs = this.pollMs;
+      const failedBefore = this.failures;
       try {
         const due = await this.sessions.due(Date.now());
         const results = await Promise.allSettled(due.map((id) => this.sessions.tick(id)));
         for (const [i, r] of results.entries()) {
-          if (r.status === 'rejected') this.log.warn({ err: r.reason, session_id: due[i] }, 'deadline tick failed; will retry');
+          if (r.status === 'rejected') this.failed(r.reason, 'deadline tick failed; will retry', { session_id: due[i] });
           else if (r.value.status === 'accepted') this.fired++;
         }
         const next = await this.sessions.nextWake();
@@ -68,12 +74,23 @@ export class DeadlineScheduler {
         // A failed tick keeps its wake time in the past: back off instead of spinning.
         if (results.some((r) => r.status === 'rejected')) sleepMs = Math.max(sleepMs, 200);
       } catch (err) {
-        this.log.warn({ err }, 'deadline scan failed; will retry');
+        this.failed(err, 'deadline scan failed; will retry');
         sleepMs = this.pollMs;
       }
+      if (this.failures === failedBefore) this.streak = 0;
       if (!this.running) break;
       await this.sleep(sleepMs);
     }
+  }
+
+  /**
+   * A failure to retry: at debug while the database is out of reach (its monitor logs that),
+   * else the first of a streak at warn.
+   */
+  private failed(err: unknown, msg: string, fields: Record<string, unknown> = {}): void {
+    this.failures++;
+    const { level, fields: why } = retriedFailure(err, this.streak++ === 0);
+    this.log[level]({ ...why, ...fields }, msg);
   }
 
   private sleep(ms: number): Promise<void> {

@@ -162,7 +162,7 @@ export function jetStreamDestination(
     async deliver(row) {
       // While disconnected a publish would only wait for its timeout; the relay retries as soon
       // as the connection is back.
-      if (!natsConnected(nc)) throw new Error('NATS is disconnected');
+      if (!natsConnected(nc)) throw new NatsDisconnected();
       if (Date.now() - row.createdAt.getTime() > VERIFY_AFTER_MS && (await alreadyStored(row))) {
         log.info({ lobby_id: row.lobbyId, id: row.id }, 'event already in the stream (published before a restart); not republished');
         return;
@@ -184,6 +184,14 @@ export function jetStreamDestination(
 
 /** JetStream's advisory that a stream (e.g. after its leader's node died) has a new leader. */
 export const streamLeaderElected = (stream: string) => `$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${stream}`;
+
+/** A publish not even tried: NATS is disconnected (an expected failure, retried on reconnect). */
+export class NatsDisconnected extends Error {
+  override readonly name = 'NatsDisconnected';
+  constructor() {
+    super('NATS is disconnected');
+  }
+}
 
 /** The error a publish in flight fails with when its ack can no longer come. */
 export class PublishInterrupted extends Error {

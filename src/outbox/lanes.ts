@@ -7,6 +7,7 @@
  * loses the lease, and loops, reads and retries of dropped lanes stop on their own.
  */
 import type { Logger } from 'pino';
+import { retriedFailure } from '../errors.js';
 import type { EventRow, HandedBatch } from './event-row.js';
 import { append, follows, isIdle, newLane, type Lane, type LaneInput } from './lane.js';
 import type { MarkBuffer } from './marks.js';
@@ -35,6 +36,8 @@ export class Lanes {
   private readonly busy = new Set<Promise<void>>();
   /** Deliveries are failing (logged once per streak). */
   private failingNow = false;
+  /** When the current streak of failed deliveries began. */
+  private failingSince = 0;
   /**
    * Bumped by `retryNow`. A delivery or read that fails after a bump made while it was under
    * way retries at once: the signal (reconnect, new stream leader) often comes in the same tick
@@ -231,7 +234,7 @@ export class Lanes {
         this.delivered++;
         if (this.failingNow) {
           this.failingNow = false;
-          this.ctx.log.info({ destination: this.ctx.dest.name }, 'relay delivering again');
+          this.ctx.log.info({ destination: this.ctx.dest.name, outage_ms: Date.now() - this.failingSince }, 'relay delivering again');
         }
       }
     } catch (err) {
@@ -249,10 +252,12 @@ export class Lanes {
   private failed(lane: Lane, err: unknown, retries: number): void {
     lane.failures++;
     if (!(err instanceof LeaseExpiring)) {
-      // The first failure of a streak is a warning with the cause; repeats are quieter.
-      const level = this.failingNow ? 'debug' : 'warn';
+      // The first failure of a streak is a warning (without a stack when the destination is
+      // merely away); repeats are quieter.
+      const { level, fields } = retriedFailure(err, !this.failingNow);
+      if (!this.failingNow) this.failingSince = Date.now();
       this.failingNow = true;
-      this.ctx.log[level]({ err, destination: this.ctx.dest.name, lobby_id: lane.lobbyId }, 'relay delivery failed; will retry');
+      this.ctx.log[level]({ ...fields, destination: this.ctx.dest.name, lobby_id: lane.lobbyId }, 'relay delivery failed; will retry');
     }
     if (!this.current(lane)) return;
     lane.retry = setTimeout(

@@ -8,6 +8,7 @@
  * `X-Event-Id`). So a lost batch costs a duplicate delivery, never a lost event.
  */
 import type { Logger } from 'pino';
+import { retriedFailure } from '../errors.js';
 import type { OutboxStore } from './store.js';
 
 export interface MarkOptions {
@@ -76,7 +77,8 @@ export class MarkBuffer {
         // which at worst delivers them twice after a crash.
         this.ids = batch.concat(this.ids);
         this.failures++;
-        this.log[this.failures === 1 ? 'warn' : 'debug']({ err, ids: batch.length }, 'marking delivered events failed; will retry');
+        const { level, fields } = retriedFailure(err, this.failures === 1);
+        this.log[level]({ ...fields, ids: batch.length }, 'marking delivered events failed; will retry');
         this.timer ??= setTimeout(
           () => void this.flush(),
           Math.min(this.opts.maxBackoffMs, this.opts.delayMs * 2 ** Math.min(this.failures, 10)),

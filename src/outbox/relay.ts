@@ -20,6 +20,7 @@
  */
 import type { Logger } from 'pino';
 import type { Database } from '../db/orm.js';
+import { retriedFailure } from '../errors.js';
 import type { EventRow, HandedBatch, OutboxColumn } from './event-row.js';
 import { LeaseExpiring, Lanes } from './lanes.js';
 import { Lease } from './lease.js';
@@ -81,6 +82,8 @@ export class OutboxRelay {
   private retryRequested = false;
   /** Consecutive failed control-loop passes (lease, scan). */
   private failures = 0;
+  /** The level the current streak's first failure was logged at. */
+  private streakLevel: 'warn' | 'debug' = 'warn';
   /** Safety scans run (for tests and benchmarks). */
   scans = 0;
 
@@ -247,13 +250,16 @@ export class OutboxRelay {
           // A full batch: the next one at once (the scan leaves out what the lanes have).
           nextScan = more ? 0 : Date.now() + this.opts.pollMs;
         }
-        if (this.failures > 0) this.log.info({ destination: this.dest.name }, 'relay recovered');
+        // Said at the level its streak's first failure was (debug for a database outage).
+        if (this.failures > 0) this.log[this.streakLevel === 'warn' ? 'info' : 'debug']({ destination: this.dest.name }, 'relay recovered');
         this.failures = 0;
       } catch (err) {
         this.failures++;
-        // The first failure of a streak is a warning with the cause; repeats are quieter.
-        const level = this.failures === 1 ? 'warn' : 'debug';
-        this.log[level]({ err, destination: this.dest.name, failures: this.failures }, 'relay pass failed; will retry');
+        // The first failure of a streak is a warning; repeats, and database outages (the
+        // database's monitor logs those), are quieter. Expected failures carry no stack.
+        const { level, fields } = retriedFailure(err, this.failures === 1);
+        if (this.failures === 1) this.streakLevel = level;
+        this.log[level]({ ...fields, destination: this.dest.name, failures: this.failures }, 'relay pass failed; will retry');
       }
       if (!this.running) break;
       if (this.failures > 0) await this.idle(this.backoff(this.failures), false);

@@ -26,6 +26,7 @@ import { Header, SERVICE, commands, subjectNames, type Subject, ErrorCode } from
 import type { Config } from '../config.js';
 import { standaloneSchema } from '../docs/schemas.js';
 import { ServiceError, toWire } from '../errors.js';
+import { Outage } from '../outage.js';
 import type { Dispatcher } from './dispatch.js';
 
 /** Whether each connection currently has a server (tracked from its status events). */
@@ -78,14 +79,20 @@ export async function connectNats(config: Config['nats'], log: Logger, name = 'l
     throw err;
   }
   linkUp.set(nc, true);
+  // One line when the link drops, a reminder while it stays down, one (with outage_ms) when back.
+  const outage = new Outage(log, 'nats', {
+    down: 'NATS connection lost; reconnecting',
+    still: 'NATS still disconnected; reconnecting',
+    back: 'NATS reconnected',
+  });
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') {
         linkUp.set(nc, false);
-        log.warn('NATS connection lost; reconnecting');
+        outage.begin();
       } else if (s.type === 'reconnect') {
         linkUp.set(nc, true);
-        log.info({ server: nc.getServer() }, 'NATS reconnected');
+        outage.end({ server: nc.getServer() });
       } else if (s.type === 'error') {
         // Server-reported (a permissions violation, an auth error on reconnect): the message is
         // the whole story, a client stack adds nothing. It never carries a credential.
@@ -93,6 +100,7 @@ export async function connectNats(config: Config['nats'], log: Logger, name = 'l
         log.error({ error: error instanceof Error ? error.message : String(error) }, 'NATS error');
       }
     }
+    outage.stop();
   })();
   return nc;
 }
