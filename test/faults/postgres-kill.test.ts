@@ -1,0 +1,82 @@
+// PostgreSQL dies under load, six times, three ways (SIGKILL of every server process, an
+// immediate shutdown, a fast shutdown): every reply is a success or `unavailable` (503), never
+// `internal`, so a client that retries a 503 loses nothing. The service runs as a child process
+// against a private PostgreSQL (the system one on 5432 is never stopped); 16 callers join, read,
+// leave and step sessions over NATS and over HTTP, retrying `unavailable` with the same
+// Idempotency-Key. Also measures recovery: from the server accepting connections again to the
+// first successful write.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/infra.js';
+import { spawnService } from '../helpers/process.js';
+import { GatewayClient, createTestEnv, deleteStream } from '../helpers/service.js';
+import { Load } from './helpers/load.js';
+import { privatePostgresUnavailable, startPrivatePostgres, type KillMode, type PrivatePostgres } from './helpers/postgres.js';
+
+const skip = privatePostgresUnavailable();
+if (skip) console.warn(`[faults] postgres-kill skipped: ${skip}`);
+
+const MODES: KillMode[] = ['SIGKILL', 'immediate', 'fast', 'SIGKILL', 'immediate', 'fast'];
+const between = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
+
+let pg: PrivatePostgres;
+let env: Awaited<ReturnType<typeof createTestEnv>>;
+let svc: Awaited<ReturnType<typeof spawnService>>;
+let client: GatewayClient;
+beforeAll(async () => {
+  if (skip) return;
+  pg = await startPrivatePostgres();
+  env = await createTestEnv({ DATABASE_URL: pg.url });
+  svc = await spawnService(env.env);
+  client = await GatewayClient.connect(env);
+});
+afterAll(async () => {
+  await client?.close().catch(() => undefined);
+  if (process.env.FAULT_LOG_DUMP && svc) (await import('node:fs')).writeFileSync(process.env.FAULT_LOG_DUMP, svc.stdout() + svc.stderr());
+  svc?.kill('SIGKILL');
+  await svc?.exited;
+  if (env) await deleteStream(env).catch(() => undefined);
+  await env?.db.drop();
+  await pg?.stop();
+});
+
+describe.skipIf(skip !== null)('faults - PostgreSQL killed under load', () => {
+  it('faults - every reply while PostgreSQL dies and returns is a success or unavailable, never internal', { timeout: 300_000 }, async () => {
+    const load = new Load(client, String(svc.ready.http), { natsLobbies: 10, natsSessions: 3, httpLobbies: 3 });
+    await load.start();
+    const rounds: Array<{ mode: KillMode; down_ms: number; recovery_ms: number; replies: Record<string, number> }> = [];
+    try {
+      for (const mode of MODES) {
+        // A random moment: after a random number of further replies.
+        const before = load.replies.length;
+        const wait = between(30, 300);
+        await waitFor(() => load.replies.length >= before + wait, { timeoutMs: 30_000, message: 'load stalled before a kill' });
+        const downAt = Date.now();
+        await pg.kill(mode);
+        // Down until the callers have felt it (and some more): requests were in flight and queued.
+        const felt = between(16, 200);
+        await waitFor(() => (load.counts(downAt).unavailable ?? 0) >= felt, { timeoutMs: 30_000, message: 'no unavailable replies while down' });
+        await pg.start();
+        const backAt = Date.now();
+        const recovered = await waitFor(() => load.firstWriteSuccessAfter(backAt), { timeoutMs: 30_000, message: 'no successful write after the restart' });
+        rounds.push({ mode, down_ms: backAt - downAt, recovery_ms: recovered - backAt, replies: load.counts(downAt) });
+      }
+    } finally {
+      await load.stop();
+    }
+    const total = load.counts();
+    const n = load.replies.length;
+    console.log(`[figures] replies under ${MODES.length} PostgreSQL kills: ${n}, by code ${JSON.stringify(total)}`);
+    for (const r of rounds) console.log(`[figures] kill ${r.mode}: down ${r.down_ms} ms, first write success ${r.recovery_ms} ms after restart`);
+    console.log(`[figures] recovery ms: ${rounds.map((r) => r.recovery_ms).join(', ')}`);
+
+    expect(total.internal ?? 0, JSON.stringify(load.unexpected.slice(0, 10))).toBe(0);
+    expect(load.unexpected, 'replies other than a success or unavailable').toEqual([]);
+    expect(total.unavailable).toBeGreaterThan(0);
+    expect(total.ok).toBeGreaterThan(0);
+    // The service lived through it all and answers normally.
+    expect(svc.logs.filter((l) => l.msg === 'lobby service ready')).toHaveLength(1);
+    const health = await fetch(`${String(svc.ready.http)}/health`);
+    expect(health.status).toBe(200);
+    await client.call('lobby.create', 'after-the-kills', {});
+  });
+});
