@@ -18,5 +18,12 @@ export const Header = {
 
 /** Largest accepted request body (256 KiB); larger ones answer `payload_too_large`. */
 export const MAX_BODY_BYTES = 256 * 1024;
+/**
+ * Deepest accepted nesting of objects and arrays in a request body, counted from the body itself
+ * (`{"room": {"walls": [...]}}` is 3 deep); deeper bodies answer `invalid_request`. Generous for
+ * any room model or result, and it keeps a hostile body (256 KiB of `[` is 262,144 levels) from
+ * exhausting a stack here or in a phone's JSON decoder.
+ */
+export const MAX_JSON_DEPTH = 64;
 /** Longest accepted `Idempotency-Key`. */
 export const MAX_IDEMPOTENCY_KEY = 128;

@@ -9,6 +9,7 @@ import {
   MAX_BODY_BYTES,
   MAX_DEVICE_ID,
   MAX_IDEMPOTENCY_KEY,
+  MAX_JSON_DEPTH,
   aliases,
   commands,
   type Issue,
@@ -72,7 +73,29 @@ export function decodeBody(body: Uint8Array | string): Record<string, unknown> {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw badBody('request body must be a JSON object');
   }
+  const deep = fieldNestedTooDeep(data, MAX_JSON_DEPTH);
+  if (deep !== null) {
+    const message = `nested more than ${MAX_JSON_DEPTH} levels deep`;
+    throw fail.invalid(`request body is ${message}`, [{ path: deep, message }]);
+  }
   return data as Record<string, unknown>;
+}
+
+/**
+ * The top-level field of `body` whose value nests objects and arrays more than `limit` levels
+ * deep (the body itself is level 1), or null. Iterative: a hostile body must not exhaust the
+ * stack here, and everything after this (schemas, hygiene walks, PostgreSQL, the replies' and
+ * broadcasts' JSON) may then recurse safely.
+ */
+export function fieldNestedTooDeep(body: object, limit: number): string | null {
+  const stack: Array<{ value: unknown; depth: number; field: string }> = Object.entries(body).map(([field, value]) => ({ value, depth: 2, field }));
+  while (stack.length > 0) {
+    const { value, depth, field } = stack.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth > limit) return field;
+    for (const v of Array.isArray(value) ? value : Object.values(value)) stack.push({ value: v, depth: depth + 1, field });
+  }
+  return null;
 }
 
 function bodyText(body: Uint8Array | string): string {

@@ -1,7 +1,7 @@
 // The dispatcher's decoding, identity and error rules, without I/O: a table of in-memory
 // handlers stands in for the lobby handlers (NATS and the database are not involved).
 import { describe, expect, it } from 'vitest';
-import { MAX_BODY_BYTES, type Subject } from '../../subjects/index.js';
+import { MAX_BODY_BYTES, MAX_JSON_DEPTH, type Subject } from '../../subjects/index.js';
 import { ServiceError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { Dispatcher, type Handler, type Outcome } from '../../src/transport/dispatch.js';
@@ -193,6 +193,20 @@ describe('dispatch routing and errors', () => {
     expect(d.serves('lobby.kick')).toBe(false);
     expect(d.serves('lobby.nope')).toBe(false);
     expect(d.serves('__proto__')).toBe(false);
+  });
+
+  it('dispatch - nesting up to MAX_JSON_DEPTH is read; one level more is invalid_request naming the field', async () => {
+    const objects = (n: number) => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
+    // The body is level 1: `x` may nest MAX_JSON_DEPTH - 1 objects.
+    expect((await send(`{"x":${objects(MAX_JSON_DEPTH - 1)}}`)).ok).toBe(true);
+    const e = refused(await send(`{"y":1,"x":${objects(MAX_JSON_DEPTH)}}`));
+    expect(e.code).toBe('invalid_request');
+    expect(e.details?.issues).toEqual([{ path: 'x', message: `nested more than ${MAX_JSON_DEPTH} levels deep` }]);
+    // Arrays count the same; a wide body is not deep.
+    expect(refused(await send(`{"z":${'['.repeat(100_000)}${']'.repeat(100_000)}}`)).details?.issues).toEqual([
+      { path: 'z', message: expect.any(String) },
+    ]);
+    expect((await send(JSON.stringify({ wide: Array.from({ length: 10_000 }, (_, i) => ({ i })) }))).ok).toBe(true);
   });
 
   it('dispatch - a thrown ServiceError is the reply; anything else is a generic internal', async () => {
