@@ -33,6 +33,9 @@ async function main(): Promise<void> {
   // Logs are written asynchronously: flush them before the process goes.
   const exit = (code: number) => log.flush(() => process.exit(code));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  // Node prints its warnings (deprecations, listener leaks) to stderr: into the log instead.
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => log.warn({ warning: w.name, reason: w.message }, 'node warning'));
 
   let app: App;
   let stopDevNats: (() => Promise<void>) | undefined;
