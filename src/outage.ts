@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 const DEFAULT_REMINDER_MS = 30_000;
 
 export class Outage {
-  private since: number | null = null;
+  private startedAt: number | null = null;
   private failures = 0;
   private reminder?: NodeJS.Timeout;
 
@@ -22,21 +22,26 @@ export class Outage {
   ) {}
 
   get down(): boolean {
-    return this.since !== null;
+    return this.startedAt !== null;
+  }
+
+  /** When the current outage began (Date.now()); Infinity while up. */
+  get since(): number {
+    return this.startedAt ?? Infinity;
   }
 
   /** Milliseconds since it went down (0 while up). */
   get downMs(): number {
-    return this.since === null ? 0 : Date.now() - this.since;
+    return this.startedAt === null ? 0 : Date.now() - this.startedAt;
   }
 
   /** It is down: logs the first call of an outage (with `fields`), counts the others. */
   begin(fields: Record<string, unknown> = {}): void {
-    if (this.since !== null) {
+    if (this.startedAt !== null) {
       this.failures++;
       return;
     }
-    this.since = Date.now();
+    this.startedAt = Date.now();
     this.failures = 0;
     this.log.warn({ dependency: this.dependency, ...fields }, this.lines.down);
     this.reminder = setInterval(() => {
@@ -47,15 +52,15 @@ export class Outage {
 
   /** Counts a failure caused by the outage (nothing is logged for it). */
   count(): void {
-    if (this.since !== null) this.failures++;
+    if (this.startedAt !== null) this.failures++;
   }
 
   /** It is back: logs the outage's length, if it was down. */
   end(fields: Record<string, unknown> = {}): void {
-    if (this.since === null) return;
-    const outage_ms = Date.now() - this.since;
+    if (this.startedAt === null) return;
+    const outage_ms = Date.now() - this.startedAt;
     clearInterval(this.reminder);
-    this.since = null;
+    this.startedAt = null;
     this.log.info({ dependency: this.dependency, outage_ms, failures: this.failures, ...fields }, this.lines.back);
   }
 

@@ -4,7 +4,8 @@
  * connect) is reported here; the monitor then pings the server on a connection of its own.
  *
  * - Unreachable: one `database unreachable` line, a reminder every 30 s, pings every second
- *   until it answers, then one `database reachable again` line with the outage's length.
+ *   until it answers (or a statement succeeds), then one `database reachable again` line with
+ *   the outage's length.
  *   Components that fail meanwhile log at debug: this is the line an operator reads.
  * - The dispatcher's error mapping asks `explains(err)` about a failure it would otherwise call
  *   `internal`: a reported failure while the database was unreachable is `unavailable`.
@@ -63,6 +64,18 @@ export class DatabaseHealth implements ReachabilityJudge {
     if (typeof err === 'object' && err !== null) this.reported.add(err);
     if (this.outage.down) this.outage.count();
     else void this.check(err);
+  }
+
+  /**
+   * A statement sent at `sentAt` (Date.now()) succeeded: the database is reachable, and the
+   * outage ends without waiting for a ping. Not if it was sent before the outage began: an answer
+   * already on its way when the server died says nothing about now.
+   */
+  succeeded(sentAt: number): void {
+    if (!this.outage.down || sentAt < this.outage.since) return;
+    clearTimeout(this.retry);
+    this.retry = undefined;
+    this.outage.end();
   }
 
   async explains(err: unknown): Promise<boolean> {

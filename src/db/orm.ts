@@ -118,6 +118,7 @@ export class Database {
     this.sql = new Sql(orm, target.kind === 'postgresql');
     this.health = new DatabaseHealth(() => this.sql.probe(), log.child({ component: 'database' }));
     this.sql.onFailure = (err) => this.health.report(err);
+    this.sql.onSuccess = (sentAt) => this.health.succeeded(sentAt);
   }
 
   static async open(target: DatabaseTarget, log: Logger): Promise<Database> {

@@ -49,6 +49,8 @@ export class Sql {
   private readonly client: KnexClient;
   /** Told about every failure that is not the server's answer to a statement (src/db/health.ts). */
   onFailure?: (err: unknown) => void;
+  /** Told about every statement that succeeded, with when it was sent (ends an outage at once). */
+  onSuccess?: (sentAt: number) => void;
 
   constructor(
     orm: MikroORM,
@@ -61,6 +63,7 @@ export class Sql {
 
   /** Runs one statement with bound parameters; returns its rows. */
   async query<T = Record<string, unknown>>(text: string, values: unknown[] = []): Promise<T[]> {
+    const sentAt = Date.now();
     let connection: RawConnection;
     try {
       connection = await this.client.acquireConnection();
@@ -82,6 +85,7 @@ export class Sql {
         socket?.uncork?.();
       }
       const result = await pending;
+      this.onSuccess?.(sentAt);
       return result.rows as T[];
     } catch (err) {
       throw this.failed(err, connection);

@@ -31,7 +31,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await client?.close().catch(() => undefined);
-  if (process.env.FAULT_LOG_DUMP && svc) (await import('node:fs')).writeFileSync(process.env.FAULT_LOG_DUMP, svc.stdout() + svc.stderr());
   svc?.kill('SIGKILL');
   await svc?.exited;
   if (env) await deleteStream(env).catch(() => undefined);
@@ -43,7 +42,7 @@ describe.skipIf(skip !== null)('faults - PostgreSQL killed under load', () => {
   it('faults - every reply while PostgreSQL dies and returns is a success or unavailable, never internal', { timeout: 300_000 }, async () => {
     const load = new Load(client, String(svc.ready.http), { natsLobbies: 10, natsSessions: 3, httpLobbies: 3 });
     await load.start();
-    const rounds: Array<{ mode: KillMode; down_ms: number; recovery_ms: number; replies: Record<string, number> }> = [];
+    const rounds: Array<{ mode: KillMode; down_ms: number; restart_ms: number; recovery_ms: number; replies: Record<string, number> }> = [];
     try {
       for (const mode of MODES) {
         // A random moment: after a random number of further replies.
@@ -55,10 +54,11 @@ describe.skipIf(skip !== null)('faults - PostgreSQL killed under load', () => {
         // Down until the callers have felt it (and some more): requests were in flight and queued.
         const felt = between(16, 200);
         await waitFor(() => (load.counts(downAt).unavailable ?? 0) >= felt, { timeoutMs: 30_000, message: 'no unavailable replies while down' });
+        const restartAt = Date.now();
         await pg.start();
         const backAt = Date.now();
         const recovered = await waitFor(() => load.firstWriteSuccessAfter(backAt), { timeoutMs: 30_000, message: 'no successful write after the restart' });
-        rounds.push({ mode, down_ms: backAt - downAt, recovery_ms: recovered - backAt, replies: load.counts(downAt) });
+        rounds.push({ mode, down_ms: backAt - downAt, restart_ms: backAt - restartAt, recovery_ms: recovered - backAt, replies: load.counts(downAt) });
       }
     } finally {
       await load.stop();
@@ -66,13 +66,23 @@ describe.skipIf(skip !== null)('faults - PostgreSQL killed under load', () => {
     const total = load.counts();
     const n = load.replies.length;
     console.log(`[figures] replies under ${MODES.length} PostgreSQL kills: ${n}, by code ${JSON.stringify(total)}`);
-    for (const r of rounds) console.log(`[figures] kill ${r.mode}: down ${r.down_ms} ms, first write success ${r.recovery_ms} ms after restart`);
+    for (const r of rounds) {
+      console.log(
+        `[figures] kill ${r.mode}: down ${r.down_ms} ms (restart took ${r.restart_ms} ms), first write success ${r.recovery_ms} ms after it accepted connections; replies ${JSON.stringify(r.replies)}`,
+      );
+    }
     console.log(`[figures] recovery ms: ${rounds.map((r) => r.recovery_ms).join(', ')}`);
+    // Each kill is one line down and one back, whatever the number of failed statements: the
+    // first statement sent after the restart that succeeds ends the outage.
+    const said = (msg: string) => svc.logs.filter((l) => l.msg === msg).length;
+    await waitFor(() => said('database reachable again') === said('database unreachable'), { message: 'an outage without its back line' });
+    console.log(`[figures] log: ${said('database unreachable')} x database unreachable, ${said('database reachable again')} x reachable again, ${svc.logs.length} lines`);
 
     expect(total.internal ?? 0, JSON.stringify(load.unexpected.slice(0, 10))).toBe(0);
     expect(load.unexpected, 'replies other than a success or unavailable').toEqual([]);
     expect(total.unavailable).toBeGreaterThan(0);
     expect(total.ok).toBeGreaterThan(0);
+    expect(said('database unreachable')).toBe(MODES.length);
     // The service lived through it all and answers normally.
     expect(svc.logs.filter((l) => l.msg === 'lobby service ready')).toHaveLength(1);
     const health = await fetch(`${String(svc.ready.http)}/health`);

@@ -66,6 +66,26 @@ describe('database health', () => {
     }
   });
 
+  it('health - a statement that succeeds ends the outage without waiting for a ping', async () => {
+    const { log, lines } = capture();
+    const { state, probe } = switchable();
+    const health = new DatabaseHealth(probe, log, { pingEveryMs: 60_000 });
+    try {
+      state.up = false;
+      health.report(new Error('Connection terminated unexpectedly'));
+      await until(() => !health.reachable);
+      // Sent before the outage began: its answer was already on its way.
+      health.succeeded(Date.now() - 60_000);
+      expect(health.reachable).toBe(false);
+      health.succeeded(Date.now());
+      expect(health.reachable).toBe(true);
+      health.succeeded(Date.now());
+      expect(lines.map((l) => l.msg)).toEqual(['database unreachable', 'database reachable again']);
+    } finally {
+      health.stop();
+    }
+  });
+
   it('health - a reminder while it stays down', async () => {
     const { log, lines } = capture();
     const { state, probe } = switchable();
