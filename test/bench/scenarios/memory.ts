@@ -1,0 +1,89 @@
+/**
+ * (d) Resident memory of the service process (VmRSS): at its base (after start-up and a short
+ * warm-up), after N idle lobbies (each created by one device, every second one joined by a
+ * second device), and after M sessions held mid-cycle (held.ts, long deadlines). Reported as
+ * KiB per idle lobby and per running session beyond the previous level.
+ *
+ * GC cannot be triggered from outside: each level is the minimum of several samples taken
+ * once the outbox is empty (every event published) and the process has settled.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import { Subject } from '../../../subjects/index.js';
+import type { BenchContext, ScenarioResult } from '../context.js';
+import { holdSessions } from '../held.js';
+import type { ServiceProcess } from '../service.js';
+import { pool } from '../stats.js';
+
+const CALLERS = 32;
+
+async function outboxEmpty(db: pg.Pool, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await db.query<{ n: string }>('select count(*) as n from lobby_events where published_at is null');
+    if (rows[0]!.n === '0') return;
+    if (Date.now() > deadline) throw new Error(`outbox still holds ${rows[0]!.n} unpublished events after ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+/** Minimum VmRSS (KiB) over a few samples once the outbox is empty. */
+async function settledRss(svc: ServiceProcess, db: pg.Pool, smoke: boolean): Promise<{ min: number; samples: number[] }> {
+  await outboxEmpty(db);
+  await sleep(smoke ? 200 : 1_000);
+  const samples: number[] = [];
+  for (let i = 0; i < (smoke ? 3 : 8); i++) {
+    samples.push(svc.rssKiB());
+    await sleep(smoke ? 100 : 250);
+  }
+  return { min: Math.min(...samples), samples };
+}
+
+export async function runMemory(ctx: BenchContext): Promise<ScenarioResult> {
+  const { idleLobbies, running } = ctx.opts.sizes;
+  const svc = await ctx.startService();
+  const db = ctx.pgPool(2);
+  const call = ctx.call;
+  try {
+    // Warm-up: every code path of the later phases once, so their code is loaded and compiled.
+    await holdSessions(call, 'd-warm', 4, 4);
+    await pool(ctx.opts.smoke ? 20 : 100, 8, async (i) => {
+      const l = await call.call(Subject['lobby.create'], `d-warm-a${i}`, {});
+      await call.call(Subject['lobby.join'], `d-warm-b${i}`, { code: l.code });
+    });
+    const base = await settledRss(svc, db, ctx.opts.smoke);
+    ctx.log(`(d) base ${base.min} KiB; creating ${idleLobbies} idle lobbies...`);
+
+    await pool(idleLobbies, CALLERS, async (i) => {
+      const l = await call.call(Subject['lobby.create'], `d-idle-${i}`, {});
+      if (i % 2 === 0) await call.call(Subject['lobby.join'], `d-guest-${i}`, { code: l.code });
+    });
+    const idle = await settledRss(svc, db, ctx.opts.smoke);
+    ctx.log(`(d) with idle lobbies ${idle.min} KiB; holding ${running} sessions mid-cycle...`);
+
+    await holdSessions(call, 'd-run', running, CALLERS);
+    const sessions = await settledRss(svc, db, ctx.opts.smoke);
+    ctx.log(`(d) with running sessions ${sessions.min} KiB`);
+
+    const perLobby = (idle.min - base.min) / idleLobbies;
+    const perSession = (sessions.min - idle.min) / running;
+    return {
+      rows: [
+        { scenario: '(d) RSS at base', figure: base.min / 1024, unit: 'MiB' },
+        { scenario: `(d) RSS per idle lobby (${idleLobbies})`, figure: perLobby, unit: 'KiB', goal: { on: 'figure', op: '<=', value: 2 } },
+        { scenario: `(d) RSS per running session (${running})`, figure: perSession, unit: 'KiB', goal: { on: 'figure', op: '<=', value: 50 } },
+      ],
+      details: {
+        idleLobbies,
+        running,
+        rssKiB: { base, idle, sessions },
+        perIdleLobbyKiB: perLobby,
+        perRunningSessionKiB: perSession,
+        serviceLogs: svc.logCounts(),
+      },
+    };
+  } finally {
+    await db.end();
+    await svc.stop();
+  }
+}
