@@ -1,0 +1,74 @@
+/**
+ * `npm run profile [-- options]`: runs the bench (default scenarios a and b; any bench option
+ * works, e.g. `--only c --smoke`) with every service child under
+ * `node --cpu-prof --cpu-prof-dir=<dir>`, stops it with SIGTERM so the profile is written,
+ * then prints for each profile its self time by category and its top functions.
+ *
+ * `--analyze <file.cpuprofile | dir>` only prints the summary of existing profiles;
+ * `--top N` sets the number of functions (default 20).
+ */
+import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { runBench } from './bench.js';
+import { formatSummary, sourceMapLocator, summarizeProfile, type CpuProfile } from './cpuprofile.js';
+import { parseOptions } from './options.js';
+import { table, writeJson } from './report.js';
+import { ROOT } from './service.js';
+
+/** Takes `--name value` out of argv (parseOptions knows only the bench's own options). */
+function take(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  if (i < 0) return undefined;
+  const [, value] = argv.splice(i, 2);
+  if (value === undefined) throw new Error(`${name} needs a value`);
+  return value;
+}
+
+/** The file itself, or every .cpuprofile under a directory (oldest run first). */
+function profilesIn(path: string): string[] {
+  if (!statSync(path).isDirectory()) return [path];
+  return readdirSync(path, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .sort()
+    .map((f) => join(path, f));
+}
+
+function printProfiles(files: string[], top: number): void {
+  const locate = sourceMapLocator(ROOT);
+  for (const file of files) {
+    const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+    console.log(`\n=== ${file}\n    (open in Chrome DevTools: Performance panel > Load profile; or in VS Code)\n`);
+    console.log(formatSummary(summarizeProfile(profile, locate), top));
+  }
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const analyze = take(argv, '--analyze');
+  const top = Number(take(argv, '--top') ?? 20);
+  if (analyze) {
+    printProfiles(profilesIn(resolve(analyze)), top);
+    return;
+  }
+  const dir = join(ROOT, 'bench-profiles', new Date().toISOString().replace(/[:.]/g, '-'));
+  mkdirSync(dir, { recursive: true });
+  const opts = parseOptions(argv, {
+    only: ['a', 'b'],
+    json: 'profile-results.json',
+    nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`],
+  });
+  const report = await runBench(opts);
+  console.log(`\n${table(report.rows)}\n(figures measured under the profiler: slower than npm run bench)`);
+  for (const e of report.errors) console.log(`\nscenario (${e.scenario}) FAILED: ${e.message}`);
+  writeJson(opts.json, report);
+  const files = profilesIn(dir);
+  if (files.length === 0) throw new Error(`no .cpuprofile written in ${dir}`);
+  console.log(`\none profile per service process started (in scenario order): ${dir}`);
+  printProfiles(files, top);
+  process.exit(report.errors.length ? 1 : 0);
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  process.exit(1);
+});
