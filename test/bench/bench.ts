@@ -13,13 +13,14 @@ import { ROOT } from './service.js';
 import { since } from './stats.js';
 import { runJoins } from './scenarios/joins.js';
 import { runMemory } from './scenarios/memory.js';
+import { runRestart } from './scenarios/restart.js';
 
 const SCENARIO_RUNNERS: Record<Scenario, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   a: runJoins,
   b: notYet,
   c: notYet,
   d: runMemory,
-  e: notYet,
+  e: runRestart,
 };
 
 async function notYet(): Promise<ScenarioResult> {

@@ -12,20 +12,11 @@ import type pg from 'pg';
 import { Subject } from '../../../subjects/index.js';
 import type { BenchContext, ScenarioResult } from '../context.js';
 import { holdSessions } from '../held.js';
+import { outboxEmpty } from '../outbox.js';
 import type { ServiceProcess } from '../service.js';
 import { pool } from '../stats.js';
 
 const CALLERS = 32;
-
-async function outboxEmpty(db: pg.Pool, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { rows } = await db.query<{ n: string }>('select count(*) as n from lobby_events where published_at is null');
-    if (rows[0]!.n === '0') return;
-    if (Date.now() > deadline) throw new Error(`outbox still holds ${rows[0]!.n} unpublished events after ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
 
 /** Minimum VmRSS (KiB) over a few samples once the outbox is empty. */
 async function settledRss(svc: ServiceProcess, db: pg.Pool, smoke: boolean): Promise<{ min: number; samples: number[] }> {
