@@ -67,6 +67,7 @@ export async function runBench(opts: BenchOptions): Promise<Report> {
         const result = await SCENARIO_RUNNERS[s](ctx);
         rows.push(...result.rows.map(evaluate));
         details[s] = { ...result.details, seconds: since(ts) / 1000 };
+        for (const message of result.errors ?? []) errors.push({ scenario: s, message });
       } catch (err) {
         const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
         console.error(`scenario (${s}) could not run: ${message}`);

@@ -14,6 +14,11 @@ import { ServiceProcess } from './service.js';
 export interface ScenarioResult {
   rows: Row[];
   details: Record<string, unknown>;
+  /**
+   * Why the scenario did not run as it should (sessions failing, protocol violations): its
+   * figures are still shown, but the run's exit code is non-zero.
+   */
+  errors?: string[];
 }
 
 export interface BenchContext {
