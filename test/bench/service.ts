@@ -33,8 +33,8 @@ export interface SpawnOptions {
 }
 
 export class ServiceProcess {
-  /** Log lines by level (the service logs at warn, so these are warnings and errors). */
-  readonly levels = new Map<string, number>();
+  /** Log lines by `level: msg` (the service logs at warn: these are warnings and errors). */
+  private readonly messages = new Map<string, number>();
   /** The last log lines and stderr, for a failure report. */
   private readonly tail: string[] = [];
   readonly exited: Promise<number | string>;
@@ -121,9 +121,9 @@ export class ServiceProcess {
     return code;
   }
 
-  /** Warnings and errors the service logged so far, e.g. `{warn: 2}`. */
+  /** Warnings and errors the service logged so far, e.g. `{"warn: NATS connection lost": 1}`. */
   logCounts(): Record<string, number> {
-    return Object.fromEntries(this.levels);
+    return Object.fromEntries(this.messages);
   }
 
   recent(): string {
@@ -131,13 +131,15 @@ export class ServiceProcess {
   }
 
   private line(text: string): void {
-    let level = 'raw';
+    let key = `raw: ${text.slice(0, 80)}`;
     try {
-      level = String((JSON.parse(text) as { level?: unknown }).level ?? 'raw');
+      const l = JSON.parse(text) as { level?: unknown; msg?: unknown };
+      key = `${String(l.level)}: ${String(l.msg)}`;
     } catch {
       // not JSON: kept as raw
     }
-    this.levels.set(level, (this.levels.get(level) ?? 0) + 1);
+    // Bounded: a flood of distinct lines must not grow the bench's memory.
+    if (this.messages.has(key) || this.messages.size < 50) this.messages.set(key, (this.messages.get(key) ?? 0) + 1);
     this.keep(text);
   }
 
