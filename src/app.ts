@@ -59,7 +59,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     const sink = config.gatewayUrl
       ? new OutboxRelay(
           db,
-          gatewaySinkDestination({ gatewayUrl: config.gatewayUrl, token: config.http.authToken }),
+          gatewaySinkDestination({ gatewayUrl: config.gatewayUrl, token: config.gatewayToken }),
           log.child({ component: 'sink' }),
           { holder, onStandbyNotify: () => nc.publish(kickSubject) },
         )

@@ -4,7 +4,7 @@
  * A bad value stops start-up with one line naming the variable (`ConfigError`).
  */
 import { z } from 'zod';
-import { MAX_PARTICIPANTS } from '../subjects/index.js';
+import { MAX_PARTICIPANTS, NEXT_SPEAKER_DELAY } from '../subjects/index.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -99,6 +99,9 @@ const schema = z.object({
   DATABASE_URL: databaseUrl.default({ kind: 'embedded', dir: './data/lobby' }),
   HTTP_HOST: z.string().min(1).default('127.0.0.1'),
   HTTP_PORT: int(0, 65535).default(8001),
+  /** Guards inbound HTTP (every path but /health) when set. */
+  HTTP_AUTH_TOKEN: z.string().min(1).optional(),
+  /** Sent to the v1 Gateway with every sink POST (as in v1); guards nothing inbound. */
   INTERNAL_AUTH_TOKEN: z.string().min(1).optional(),
   GATEWAY_URL: url(['http:', 'https:'], 'an http(s) URL').transform((s) => s.replace(/\/+$/, '')).optional(),
   PUBLIC_BASE_URL: url(['http:', 'https:'], 'an http(s) URL').transform((s) => s.replace(/\/+$/, '')).optional(),
@@ -114,6 +117,7 @@ const schema = z.object({
   RECORDING_START_TIMEOUT_MS: int(100, 600_000).default(15_000),
   PLAYBACK_GRACE_MS: int(0, 600_000).default(30_000),
   UPLOAD_TIMEOUT_MS: int(100, 600_000).default(120_000),
+  NEXT_SPEAKER_DELAY_MS: int(NEXT_SPEAKER_DELAY.min, NEXT_SPEAKER_DELAY.max).default(NEXT_SPEAKER_DELAY.default),
   /** Not in the contract: how long shutdown waits for in-flight work before giving up. */
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(15_000),
 });
@@ -131,8 +135,11 @@ export interface Config {
     eventsMaxAgeMs: number;
   };
   database: DatabaseTarget;
+  /** `authToken`: `HTTP_AUTH_TOKEN`, required of inbound HTTP when set. */
   http: { host: string; port: number; authToken?: string; publicBaseUrl: string };
   gatewayUrl?: string;
+  /** `INTERNAL_AUTH_TOKEN`: what the v1 sink sends to the Gateway (`X-Internal-Token`). */
+  gatewayToken?: string;
   logLevel: z.infer<typeof logLevel>;
   limits: {
     maxParticipants: number;
@@ -147,6 +154,8 @@ export interface Config {
     recordingStartMs: number;
     playbackGraceMs: number;
     uploadMs: number;
+    /** Default pause before an automatic next speaker (`NEXT_SPEAKER_DELAY_MS`). */
+    nextSpeakerDelayMs: number;
   };
   shutdownTimeoutMs: number;
 }
@@ -189,8 +198,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       eventsMaxAgeMs: e.EVENTS_MAX_AGE,
     },
     database: e.DATABASE_URL,
-    http: { host: e.HTTP_HOST, port: e.HTTP_PORT, authToken: e.INTERNAL_AUTH_TOKEN, publicBaseUrl },
+    http: { host: e.HTTP_HOST, port: e.HTTP_PORT, authToken: e.HTTP_AUTH_TOKEN, publicBaseUrl },
     gatewayUrl: e.GATEWAY_URL,
+    gatewayToken: e.INTERNAL_AUTH_TOKEN,
     logLevel: e.LOG_LEVEL,
     limits: {
       maxParticipants: e.MAX_PARTICIPANTS,
@@ -205,6 +215,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       recordingStartMs: e.RECORDING_START_TIMEOUT_MS,
       playbackGraceMs: e.PLAYBACK_GRACE_MS,
       uploadMs: e.UPLOAD_TIMEOUT_MS,
+      nextSpeakerDelayMs: e.NEXT_SPEAKER_DELAY_MS,
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };

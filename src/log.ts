@@ -15,7 +15,7 @@ export function createLogger(level: LevelWithSilent, destination?: pino.Destinat
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: {
-        paths: ['*.token', '*.password', '*.authToken', '*.credsFile', 'config.nats.token', 'config.nats.password', 'config.http.authToken'],
+        paths: ['*.token', '*.password', '*.authToken', '*.credsFile', 'config.nats.token', 'config.nats.password', 'config.http.authToken', 'config.gatewayToken', '*.gatewayToken'],
         censor: '[redacted]',
       },
       // Errors are logged with their stack in the log only, never in a reply.

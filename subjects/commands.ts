@@ -1,9 +1,11 @@
 /**
  * Every command subject of CONTRACT section 3 with its request (`data`) and reply schema.
  *
- * Requests are `z.strictObject`s: an unknown field is an `invalid_request`. The `commands`
- * table is the one place where subject names are spelled; transports and tests dispatch
- * through it.
+ * Requests are liberal (CONTRACT section 2): `z.object`s, so unknown fields are ignored
+ * (stripped: never stored or echoed; the dispatcher logs them at debug), and an optional field
+ * may be `null`, meaning absent (`optional`). Replies are `z.strictObject`s: we send exactly the
+ * fields the contract names. The `commands` table is the one place where subject names are
+ * spelled; transports and tests dispatch through it.
  */
 import { z } from 'zod';
 import {
@@ -17,8 +19,9 @@ import {
   SessionId,
   SessionState,
   SessionStatus,
-  Slot,
+  SlotRequest,
   Timeouts,
+  optional,
 } from './objects.js';
 
 const Ok = z.literal(true);
@@ -26,42 +29,42 @@ const RoomObject = z.record(z.string(), z.unknown());
 
 // ---- lobby requests -------------------------------------------------------------------------
 
-export const LobbyCreate = z.strictObject({
+export const LobbyCreate = z.object({
   /** 2-64; default `MAX_PARTICIPANTS` (32). */
-  max_participants: z.int().min(MAX_PARTICIPANTS.min).max(MAX_PARTICIPANTS.max).optional(),
+  max_participants: optional(z.int().min(MAX_PARTICIPANTS.min).max(MAX_PARTICIPANTS.max)),
 });
-export const LobbyJoin = z.strictObject({
+export const LobbyJoin = z.object({
   /** Case-insensitive; surrounding spaces ignored. */
   code: z.string().max(64),
 });
-export const LobbyRef = z.strictObject({ lobby_id: LobbyId });
+export const LobbyRef = z.object({ lobby_id: LobbyId });
 /** `lobby.get`: exactly one of `lobby_id` or `code`. */
 export const LobbyGet = z
-  .strictObject({ lobby_id: LobbyId.optional(), code: z.string().max(64).optional() })
+  .object({ lobby_id: optional(LobbyId), code: optional(z.string().max(64)) })
   .refine((d) => (d.lobby_id === undefined) !== (d.code === undefined), {
     message: 'give exactly one of lobby_id or code',
   });
-export const LobbyTarget = z.strictObject({ lobby_id: LobbyId, target_device_id: DeviceId });
-export const LobbyRoomSnapshot = z.strictObject({ lobby_id: LobbyId, room: RoomObject });
-export const LobbyStepUpdate = z.strictObject({ lobby_id: LobbyId, step_index: z.int().min(0) });
-export const LobbyProfileUpdate = z.strictObject({
+export const LobbyTarget = z.object({ lobby_id: LobbyId, target_device_id: DeviceId });
+export const LobbyRoomSnapshot = z.object({ lobby_id: LobbyId, room: RoomObject });
+export const LobbyStepUpdate = z.object({ lobby_id: LobbyId, step_index: z.int().min(0) });
+export const LobbyProfileUpdate = z.object({
   lobby_id: LobbyId,
   profile_id: z.string().min(1).max(128),
 });
-export const LobbyPresence = z.strictObject({ connected: z.boolean() });
+export const LobbyPresence = z.object({ connected: z.boolean() });
 export const EVENTS_PAGE = { default: 100, max: 1000 } as const;
-export const LobbyEvents = z.strictObject({
+export const LobbyEvents = z.object({
   lobby_id: LobbyId,
   /** Only events with a greater id. */
-  after_id: z.int().min(0).optional(),
-  limit: z.int().min(1).max(EVENTS_PAGE.max).optional(),
+  after_id: optional(z.int().min(0)),
+  limit: optional(z.int().min(1).max(EVENTS_PAGE.max)),
 });
-export const RoleAssign = z.strictObject({
+export const RoleAssign = z.object({
   lobby_id: LobbyId,
   target_device_id: DeviceId,
   role: Role,
-  role_slot_id: z.string().min(1).max(64).nullable().optional(),
-  role_slot_label: z.string().max(128).nullable().optional(),
+  role_slot_id: optional(z.string().min(1).max(64)),
+  role_slot_label: optional(z.string().max(128)),
 });
 
 // ---- lobby replies --------------------------------------------------------------------------
@@ -86,34 +89,45 @@ export const EventsReply = z.strictObject({ lobby_id: z.string(), events: z.arra
 // ---- measurement requests -------------------------------------------------------------------
 
 export const SESSION_LIMITS = { speakers: 16, microphones: 64 } as const;
-export const SessionCreate = z.strictObject({
+/** Bounds and default of `next_speaker_delay_ms` (the default is overridable by `NEXT_SPEAKER_DELAY_MS`). */
+export const NEXT_SPEAKER_DELAY = { min: 0, max: 60_000, default: 1_000 } as const;
+/** Signal length when `create_session` names none (also the app's own default). */
+export const DEFAULT_SIGNAL_DURATION_SECONDS = 15;
+export const SessionCreate = z.object({
   job_id: z.string().min(1).max(128),
   lobby_id: LobbyId,
-  speakers: z.array(Slot).min(1).max(SESSION_LIMITS.speakers),
-  microphones: z.array(Slot).min(1).max(SESSION_LIMITS.microphones),
+  speakers: z.array(SlotRequest).min(1).max(SESSION_LIMITS.speakers),
+  microphones: z.array(SlotRequest).min(1).max(SESSION_LIMITS.microphones),
   /** Length of the test signal (default 15 s); also sets the default playback deadline. */
-  signal_duration_seconds: z.number().positive().max(600).optional(),
-  timeouts: Timeouts.optional(),
+  signal_duration_seconds: optional(z.number().positive().max(600)),
+  timeouts: optional(Timeouts),
+  /**
+   * Default true: after a speaker completes and speakers remain, the service starts the next
+   * speaker's cycle itself (the shipping app never sends that `start_speaker`).
+   */
+  auto_advance: optional(z.boolean()),
+  /** Pause before an automatic next speaker (default `NEXT_SPEAKER_DELAY_MS`, 1000). */
+  next_speaker_delay_ms: optional(z.int().min(NEXT_SPEAKER_DELAY.min).max(NEXT_SPEAKER_DELAY.max)),
 });
-export const SessionRef = z.strictObject({ session_id: SessionId });
-export const SpeakerAudioReady = z.strictObject({
+export const SessionRef = z.object({ session_id: SessionId });
+export const SpeakerAudioReady = z.object({
   session_id: SessionId,
-  audio_hash: z.string().max(256).optional(),
+  audio_hash: optional(z.string().max(256)),
 });
-export const RecordingUploaded = z.strictObject({
+export const RecordingUploaded = z.object({
   session_id: SessionId,
   upload_name: z.string().min(1).max(512),
 });
-export const SessionCancel = z.strictObject({
+export const SessionCancel = z.object({
   session_id: SessionId,
-  reason: z.string().max(512).optional(),
+  reason: optional(z.string().max(512)),
 });
-export const SessionError = z.strictObject({
+export const SessionError = z.object({
   session_id: SessionId,
   error_message: z.string().min(1).max(2000),
-  error_code: z.string().min(1).max(64).optional(),
+  error_code: optional(z.string().min(1).max(64)),
 });
-export const BroadcastResults = z.strictObject({
+export const BroadcastResults = z.object({
   session_id: SessionId,
   job_id: z.string().min(1).max(128),
   results: RoomObject,
@@ -128,6 +142,8 @@ export const SessionCreated = z.strictObject({
   state: SessionState,
   total_speakers: z.int(),
   total_microphones: z.int(),
+  /** The test signal's length in seconds (the app reads it; its own default is 15). */
+  audio_duration_seconds: z.number(),
 });
 /**
  * How a step was taken: `accepted` (it changed the session), `duplicate` (this device already

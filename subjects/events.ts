@@ -88,10 +88,15 @@ export const events = {
   'measurement.start_measurement': z.strictObject({
     ...sid,
     job_id: z.string(),
-    speaker_slot_id: z.string(),
     speaker_device_id: z.string(),
+    speaker_slot_id: z.string(),
+    /** Equals `speaker_slot_id`: the v1 name the app reads. */
+    current_speaker_slot_id: z.string(),
+    current_speaker_slot_label: z.string().nullable(),
     current_speaker_index: z.int(),
     total_speakers: z.int(),
+    total_microphones: z.int(),
+    /** 1 for the first run of this speaker, +1 for every retry. */
     attempt: z.int(),
   }),
   'measurement.request_audio': z.strictObject({ ...sid, audio_url: z.string() }),
@@ -125,7 +130,10 @@ export const events = {
   'measurement.session_cancelled': z.strictObject({ ...sid, reason: z.string() }),
   'measurement.error': z.strictObject({
     ...sid,
-    /** The reporting device; null when the service failed the cycle (timeout, left, disconnect). */
+    /**
+     * The reporting device; for `participant_left` / `device_disconnected` the device that left
+     * or dropped off; null for `timeout` (see `missing_device_ids`).
+     */
     error_device_id: z.string().nullable(),
     error_message: z.string(),
     error_code: z.string(),

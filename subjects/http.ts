@@ -19,11 +19,14 @@ import {
 } from './commands.js';
 import { ErrorBody } from './errors.js';
 import { eventNames, type EventName } from './events.js';
-import { DeviceId, Lobby } from './objects.js';
+import { DeviceId, Lobby, optional } from './objects.js';
 
 /** HTTP header names of the shim and the sink (the NATS ones are in `Header`). */
 export const HttpHeader = {
-  /** The internal token (`INTERNAL_AUTH_TOKEN`); `Authorization: Bearer <token>` works as well. */
+  /**
+   * Inbound: `HTTP_AUTH_TOKEN`, when set (`Authorization: Bearer <token>` works as well).
+   * Outbound: the sink sends `INTERNAL_AUTH_TOKEN` to the Gateway under this name, as v1 did.
+   */
   internalToken: 'X-Internal-Token',
   authorization: 'Authorization',
   /** Correlation id; `Request-Id` is accepted too. Echoed in the response under both names. */
@@ -43,41 +46,41 @@ export const HTTP_SHIM_DEVICE_ID = 'http-shim';
 
 // ---- v1 request bodies ----------------------------------------------------------------------
 
-export const V1CreateLobby = z.strictObject({
+export const V1CreateLobby = z.object({
   /** The creating device; it becomes the admin. */
   creator_device_id: DeviceId,
   max_participants: LobbyCreate.shape.max_participants,
 });
-export const V1JoinLobby = z.strictObject({ code: LobbyJoin.shape.code, device_id: DeviceId });
-export const V1LeaveLobby = z.strictObject({ device_id: DeviceId });
+export const V1JoinLobby = z.object({ code: LobbyJoin.shape.code, device_id: DeviceId });
+export const V1LeaveLobby = z.object({ device_id: DeviceId });
 /** `role.assign` without `lobby_id` (it is in the path), sent as `admin_device_id`. */
 export const V1AssignRole = RoleAssign.omit({ lobby_id: true }).extend({ admin_device_id: DeviceId });
-export const V1StartLobby = z.strictObject({ admin_device_id: DeviceId });
+export const V1StartLobby = z.object({ admin_device_id: DeviceId });
 
 /** A query-string integer: digits only (ranges are checked by the command's own schema). */
 const QueryInt = z
   .string()
   .regex(/^\d{1,15}$/, 'must be a whole number')
   .transform(Number);
-/** `GET /lobbies/{lobby_id}/events?after_id=&limit=` (unknown parameters are refused). */
-export const V1EventsQuery = z.strictObject({ after_id: QueryInt.optional(), limit: QueryInt.optional() });
+/** `GET /lobbies/{lobby_id}/events?after_id=&limit=` (unknown parameters are ignored). */
+export const V1EventsQuery = z.object({ after_id: QueryInt.optional(), limit: QueryInt.optional() });
 
 /** `POST /gateway/handle`: a client event forwarded by the v1 Gateway. */
-export const GatewayHandle = z.strictObject({
-  client: z.strictObject({
+export const GatewayHandle = z.object({
+  client: z.object({
     /** The acting device (the NATS `Device-Id`). */
     device_id: DeviceId,
     /** The Gateway's socket id, for logs (the NATS `Connection-Id`). */
     connection_id: z.string().max(256),
-    ip: z.string().max(64).nullable().optional(),
+    ip: optional(z.string().max(64)),
   }),
-  message: z.strictObject({
+  message: z.object({
     /** A command subject of CONTRACT section 3 (aliases included). */
     event: z.string().min(1).max(128),
     /** Correlation id (the NATS `Request-Id`); takes precedence over the header. */
-    request_id: z.string().max(128).nullable().optional(),
+    request_id: optional(z.string().max(128)),
     /** The command's data; absent means `{}`. */
-    data: z.record(z.string(), z.unknown()).optional(),
+    data: optional(z.record(z.string(), z.unknown())),
   }),
 });
 export type GatewayHandle = z.infer<typeof GatewayHandle>;

@@ -9,12 +9,27 @@ import { z } from 'zod';
 /** Printable ASCII, no leading or trailing space. Used for `Device-Id` and device fields. */
 const PRINTABLE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 
-/** A device id: 1-128 printable characters. */
+/** Longest device id: the v1 Gateway accepts up to 200 characters. */
+export const MAX_DEVICE_ID = 200;
+
+/** A device id: 1-200 printable ASCII characters (the app's are UUIDs, 36 characters). */
 export const DeviceId = z
   .string()
   .min(1)
-  .max(128)
-  .regex(PRINTABLE, 'must be 1-128 printable characters');
+  .max(MAX_DEVICE_ID)
+  .regex(PRINTABLE, `must be 1-${MAX_DEVICE_ID} printable ASCII characters`);
+
+/**
+ * An optional request field. `null` means absent (CONTRACT section 2): the real app sends
+ * `slot_label: null`, `audio_hash: null` and the like. Parsed to `undefined`, so handlers see
+ * one "absent" and never store a null the contract does not name.
+ */
+export function optional<T extends z.ZodType>(schema: T) {
+  return schema
+    .nullish()
+    .transform((v): z.output<T> | undefined => v ?? undefined)
+    .optional();
+}
 
 /** A lobby id as the service issues it (UUID). Unknown or malformed ids answer `lobby_not_found`. */
 export const LobbyId = z.string().min(1).max(64);
@@ -70,20 +85,26 @@ export const Lobby = z.strictObject({
   profile_id: z.string().nullable(),
   /** The unfinished measurement session of this lobby, if any. */
   active_session_id: z.string().nullable(),
-  /** Every device that ever joined (and was not kicked), in join order. */
+  /** The devices currently joined, in join order (one that left is listed again if it rejoins). */
   participants: z.array(Participant),
 });
 export type Lobby = z.infer<typeof Lobby>;
 
 // ---- measurement ----------------------------------------------------------------------------
 
-/** A device's place in a session: `{device_id, slot_id, slot_label?}`. */
+/** A device's place in a session: `{device_id, slot_id, slot_label?}` (as replied). */
 export const Slot = z.strictObject({
   device_id: DeviceId,
   slot_id: z.string().min(1).max(64),
   slot_label: z.string().max(128).optional(),
 });
 export type Slot = z.infer<typeof Slot>;
+/** A slot as requested in `create_session`: unknown fields ignored, `slot_label` may be null. */
+export const SlotRequest = z.object({
+  device_id: DeviceId,
+  slot_id: Slot.shape.slot_id,
+  slot_label: optional(z.string().max(128)),
+});
 
 export const SessionState = z.enum(['created', 'running', 'completed', 'cancelled']);
 export type SessionState = z.infer<typeof SessionState>;
@@ -113,7 +134,7 @@ export const PHASE_DESCRIPTIONS: Record<Phase, string> = {
   starting_recording: 'Microphones are starting to record',
   playing: 'Speaker is playing the test signal',
   uploading: 'Microphones are uploading their recordings',
-  speaker_complete: 'Speaker measured; waiting for the admin to start the next speaker',
+  speaker_complete: 'Speaker measured; the next speaker starts shortly (automatically, or when the admin starts it)',
   failed: 'Cycle failed; the admin may retry this speaker or cancel the session',
   completed: 'Every speaker has been measured',
   cancelled: 'Session cancelled',
@@ -122,13 +143,13 @@ export const PHASE_DESCRIPTIONS: Record<Phase, string> = {
 /** Per-phase deadlines in milliseconds (each 100 ms - 10 min when given per session). */
 export const TIMEOUT_BOUNDS = { min: 100, max: 600_000 } as const;
 const TimeoutMs = z.int().min(TIMEOUT_BOUNDS.min).max(TIMEOUT_BOUNDS.max);
-export const Timeouts = z.strictObject({
-  ready_ms: TimeoutMs.optional(),
-  audio_ms: TimeoutMs.optional(),
-  recording_start_ms: TimeoutMs.optional(),
+export const Timeouts = z.object({
+  ready_ms: optional(TimeoutMs),
+  audio_ms: optional(TimeoutMs),
+  recording_start_ms: optional(TimeoutMs),
   /** Whole playback deadline; when absent it is the signal duration + `PLAYBACK_GRACE_MS`. */
-  playback_ms: TimeoutMs.optional(),
-  upload_ms: TimeoutMs.optional(),
+  playback_ms: optional(TimeoutMs),
+  upload_ms: optional(TimeoutMs),
 });
 export type Timeouts = z.infer<typeof Timeouts>;
 

@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { DatabaseTarget } from '../config.js';
 import { entities } from './entities.js';
 import { migrationsList } from './migrations.js';
+import { Sql } from './sql.js';
 
 export type Em = EntityManager;
 
@@ -78,12 +79,17 @@ function isRetryable(err: unknown): boolean {
 }
 
 export class Database {
+  /** Hand-written statements with bound parameters, on the ORM's own pool (the hot path). */
+  readonly sql: Sql;
+
   private constructor(
     readonly orm: MikroORM,
     readonly target: DatabaseTarget,
     /** The embedded database, owned here (MikroORM only borrows it). */
     private readonly pglite?: PGlite,
-  ) {}
+  ) {
+    this.sql = new Sql(orm);
+  }
 
   static async open(target: DatabaseTarget, log: Logger): Promise<Database> {
     const pglite = target.kind === 'embedded' ? openPglite(target.dir) : undefined;

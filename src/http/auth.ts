@@ -1,5 +1,5 @@
 /**
- * The internal token (`INTERNAL_AUTH_TOKEN`, CONTRACT section 6): when set, every path but
+ * The inbound token (`HTTP_AUTH_TOKEN`, CONTRACT section 6): when set, every path but
  * `/health` needs `X-Internal-Token: <token>` or `Authorization: Bearer <token>`, else
  * `401 unauthorized`. Unknown paths are refused with 401 too, so the shim reveals nothing to a
  * caller without the token.

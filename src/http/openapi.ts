@@ -91,8 +91,9 @@ function components(named: Map<z.ZodType, string>, io: 'input' | 'output'): Reco
   );
 }
 
+/** A request-side schema inline (as an input: a request field may be null for "absent"). */
 function inline(schema: z.ZodType): Json {
-  const { $schema: _s, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12' }) as Json;
+  const { $schema: _s, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input' }) as Json;
   return rest;
 }
 
@@ -185,7 +186,7 @@ export function openApiDocument(): Json {
         '`), so errors, limits and idempotency behave identically. Errors carry the status of ' +
         'the error table and `{"detail", "error": {code, message, details}}`; a routing error ' +
         '(unknown path 404, wrong method 405) has code `invalid_request`. When ' +
-        '`INTERNAL_AUTH_TOKEN` is set, every path but `/health` needs the token.',
+        '`HTTP_AUTH_TOKEN` is set, every path but `/health` needs the token.',
     },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     security: [{ internalToken: [] }, { bearerToken: [] }],

@@ -1,6 +1,7 @@
 /** Rows -> the contract's `Lobby` and `Participant` objects. */
 import type { Lobby, Participant } from '../../subjects/index.js';
 import type { LobbyRow, ParticipantRow } from '../db/entities.js';
+import { isJoined } from './rules.js';
 
 export const iso = (d: Date): string => d.toISOString();
 
@@ -17,7 +18,11 @@ export function toParticipant(p: ParticipantRow): Participant {
   };
 }
 
-/** `participants` must be in join order; kicked devices are not listed. */
+/**
+ * `participants` must be in join order. Only joined devices are listed (CONTRACT section 3), so
+ * a lobby's size stays bounded however many come and go; who left is named in the
+ * `participant_left` change itself.
+ */
 export function toLobby(l: LobbyRow, participants: readonly ParticipantRow[]): Lobby {
   return {
     lobby_id: l.id,
@@ -31,6 +36,6 @@ export function toLobby(l: LobbyRow, participants: readonly ParticipantRow[]): L
     step_index: l.stepIndex ?? null,
     profile_id: l.profileId ?? null,
     active_session_id: l.activeSessionId ?? null,
-    participants: participants.filter((p) => !p.kicked).map(toParticipant),
+    participants: participants.filter(isJoined).map(toParticipant),
   };
 }

@@ -204,6 +204,7 @@ export function statusOf(session: Session): SessionStatus {
  * Invariant (property-tested): a `tick` at `now >= wakeAt(...)` is never a no-op.
  */
 export function wakeAt(session: Session, ctx: Pick<StepContext, 'presence_grace_ms'>): number | null {
+  if (session.phase === 'speaker_complete') return session.next_speaker_at ?? null;
   if (!isActive(session.phase)) return null;
   let at = session.phase_deadline_at;
   for (const d of neededDevices(session)) {
@@ -267,6 +268,8 @@ export class Draft {
   enter(phase: Phase, trigger: Broadcast): void {
     this.s.phase = phase;
     this.s.phase_deadline_at = isActive(phase) ? this.now + this.s.timeouts[PHASE_TIMEOUT[phase]] : null;
+    // Only `completeSpeaker` sets it again, right after entering `speaker_complete`.
+    if (this.s.next_speaker_at !== undefined) this.s.next_speaker_at = null;
     this.out.push(trigger);
     this.toSessionDevices(EventName['measurement.phase_update'], {
       session_id: this.s.session_id,
@@ -400,7 +403,16 @@ function completeSpeaker(d: Draft): void {
       d.everyone(),
     ),
   );
-  if (remaining > 0) return;
+  if (remaining > 0) {
+    if (s.auto_advance === true) {
+      const delay = s.next_speaker_delay_ms ?? 0;
+      // No pause: start right away, in this same step. Otherwise a tick starts it (durable
+      // like a deadline: stored as the session's wake time, fired once across replicas).
+      if (delay === 0) startCycle(d);
+      else s.next_speaker_at = d.now + delay;
+    }
+    return;
+  }
   s.state = 'completed';
   d.enter(
     'completed',
@@ -419,3 +431,43 @@ function completeSpeaker(d: Draft): void {
   d.lobby = { state: 'open', active_session_id: null };
 }
 
+/**
+ * Start the current speaker's cycle, or the next speaker's after `speaker_complete`, or retry
+ * after `failed` (all checks done by the caller): phase `waiting_ready` and
+ * `measurement.start_measurement` to every session device. The one path of both the admin's
+ * `start_speaker` and auto-advance.
+ */
+export function startCycle(d: Draft): void {
+  const s = d.s;
+  if (s.phase === 'idle') {
+    s.current_speaker_index = 0;
+    s.attempt = 1;
+  } else if (s.phase === 'speaker_complete') {
+    s.current_speaker_index += 1;
+    s.attempt = 1;
+  } else {
+    s.attempt += 1; // failed: retry the same speaker
+  }
+  s.state = 'running';
+  s.cycle = emptyCycle();
+  const speaker = currentSpeaker(s);
+  d.enter(
+    'waiting_ready',
+    broadcast(
+      EventName['measurement.start_measurement'],
+      {
+        session_id: s.session_id,
+        job_id: s.job_id,
+        speaker_device_id: speaker.device_id,
+        speaker_slot_id: speaker.slot_id,
+        current_speaker_slot_id: speaker.slot_id,
+        current_speaker_slot_label: speaker.slot_label ?? null,
+        current_speaker_index: s.current_speaker_index,
+        total_speakers: s.speakers.length,
+        total_microphones: s.microphones.length,
+        attempt: s.attempt,
+      },
+      sessionDevices(s),
+    ),
+  );
+}

@@ -2,7 +2,7 @@
  * Measurement session commands (CONTRACT section 3, "Measurement sessions"). Creation runs in
  * a lobby transaction; every later step goes through the session's actor (`Sessions.step`).
  */
-import type { ReplyOf, RequestOf, Subject } from '../../subjects/index.js';
+import { DEFAULT_SIGNAL_DURATION_SECONDS, type ReplyOf, type RequestOf, type Subject } from '../../subjects/index.js';
 import type { Config } from '../config.js';
 import { SessionEntity } from '../db/entities.js';
 import { joinedDeviceIds } from '../lobby/rules.js';
@@ -90,7 +90,8 @@ export function createMeasurementHandlers({ uow, config, sessions }: Measurement
               playback_grace_ms: m.playbackGraceMs,
               upload_ms: m.uploadMs,
             },
-            default_signal_duration_seconds: 15,
+            default_signal_duration_seconds: DEFAULT_SIGNAL_DURATION_SECONDS,
+            default_next_speaker_delay_ms: m.nextSpeakerDelayMs,
           },
         );
         const s = result.session;
@@ -120,6 +121,7 @@ export function createMeasurementHandlers({ uow, config, sessions }: Measurement
           state: s.state,
           total_speakers: s.speakers.length,
           total_microphones: s.microphones.length,
+          audio_duration_seconds: s.signal_duration_seconds,
         };
       }, ctx.idempotency);
     },

@@ -58,6 +58,18 @@ export interface Session {
   timeouts: ResolvedTimeouts;
   /** When the current phase times out (epoch ms); null when nothing is awaited. */
   phase_deadline_at: number | null;
+  /**
+   * Whether the service starts the next speaker itself after a speaker completes (default
+   * true). Absent in sessions stored before auto-advance existed: those wait for the admin.
+   */
+  auto_advance?: boolean;
+  /** Pause before an automatic next speaker, in ms. */
+  next_speaker_delay_ms?: number;
+  /**
+   * When the automatic next speaker starts (epoch ms): set in phase `speaker_complete` while
+   * speakers remain, else null. Stored like a deadline, so it fires once, after restarts too.
+   */
+  next_speaker_at?: number | null;
   cycle: Cycle;
   /** Session devices reported disconnected, and since when (epoch ms). */
   disconnected: Record<string, number>;
@@ -93,7 +105,7 @@ export type Step =
   | { kind: 'cancel'; device_id: string; reason?: string }
   | { kind: 'error'; device_id: string; error_message: string; error_code?: string }
   | { kind: 'broadcast_results'; device_id: string; job_id: string; results: Record<string, unknown> }
-  /** Internal: the clock moved; fire a passed deadline or disconnect grace period. */
+  /** Internal: the clock moved; fire a passed deadline, disconnect grace period or next speaker. */
   | { kind: 'tick' }
   /** Internal: a device left the lobby (or was removed). */
   | { kind: 'participant_left'; device_id: string }

@@ -12,6 +12,7 @@
  */
 import {
   EventName,
+  NEXT_SPEAKER_DELAY,
   SESSION_LIMITS,
   SessionFailure,
   type Issue,
@@ -29,6 +30,7 @@ import {
   advance,
   broadcast,
   currentSpeaker,
+  startCycle,
   emptyCycle,
   expiredDisconnects,
   isActive,
@@ -36,7 +38,6 @@ import {
   missingDevices,
   neededDevices,
   roleIn,
-  sessionDevices,
   sessionFinished,
   unchanged,
   wrongPhase,
@@ -71,6 +72,8 @@ export type CreateContext = StepContext & {
   defaults: TimeoutDefaults;
   /** 15 unless configured otherwise. */
   default_signal_duration_seconds: number;
+  /** `NEXT_SPEAKER_DELAY_MS`; 1000 when not given. */
+  default_next_speaker_delay_ms?: number;
 };
 
 /**
@@ -142,6 +145,9 @@ export function createSession(input: CreateSessionInput, lobby: LobbyView, ctx: 
       upload_ms: t.upload_ms ?? defaults.upload_ms,
     },
     phase_deadline_at: null,
+    auto_advance: input.auto_advance ?? true,
+    next_speaker_delay_ms: input.next_speaker_delay_ms ?? ctx.default_next_speaker_delay_ms ?? NEXT_SPEAKER_DELAY.default,
+    next_speaker_at: null,
     cycle: emptyCycle(),
     disconnected: {},
     created_at: ctx.now,
@@ -232,7 +238,7 @@ export function transition(session: Session, step: Step, ctx: StepContext): Tran
     case 'participant_left': {
       if (!neededDevices(session).includes(step.device_id)) return unchanged(session, 'not_required');
       const d = new Draft(session, ctx);
-      d.failCycle(SessionFailure.participant_left, `device ${step.device_id} left the lobby`, null, [step.device_id]);
+      d.failCycle(SessionFailure.participant_left, `device ${step.device_id} left the lobby`, step.device_id, [step.device_id]);
       return d.result();
     }
     case 'presence':
@@ -280,41 +286,13 @@ function adminStep(session: Session, step: AdminStep, ctx: StepContext): Transit
 
 function startSpeaker(session: Session, ctx: StepContext): TransitionResult {
   if (isFinished(session)) throw sessionFinished(session);
-  // A cycle is running: a repeated start (double tap, retried request) must not restart it.
+  // A cycle is running (started by auto-advance, or by an earlier call): a repeated start
+  // (double tap, retried request, a v1-style admin after auto-advance) must not restart it.
   if (isActive(session.phase)) return unchanged(session, 'duplicate');
   const d = new Draft(session, ctx);
-  const s = d.s;
-  if (s.phase === 'idle') {
-    s.current_speaker_index = 0;
-    s.attempt = 1;
-  } else if (s.phase === 'speaker_complete') {
-    s.current_speaker_index += 1;
-    s.attempt = 1;
-  } else {
-    s.attempt += 1; // failed: retry the same speaker
-  }
-  s.state = 'running';
-  s.cycle = emptyCycle();
-  const speaker = currentSpeaker(s);
-  d.enter(
-    'waiting_ready',
-    broadcast(
-      EventName['measurement.start_measurement'],
-      {
-        session_id: s.session_id,
-        job_id: s.job_id,
-        speaker_slot_id: speaker.slot_id,
-        speaker_device_id: speaker.device_id,
-        current_speaker_index: s.current_speaker_index,
-        total_speakers: s.speakers.length,
-        attempt: s.attempt,
-      },
-      sessionDevices(s),
-    ),
-  );
+  startCycle(d);
   return d.result();
 }
-
 /**
  * Whether this device already did this step in the current (or, on a finished session, the
  * last) cycle: then it is a duplicate. Speaker steps are only ever taken from the current
@@ -388,6 +366,12 @@ function deviceStep(session: Session, step: DeviceStep, ctx: StepContext): Trans
  * cause reported (a tie goes to the disconnect, the more specific reason).
  */
 function tick(session: Session, ctx: StepContext): TransitionResult {
+  if (session.phase === 'speaker_complete' && isDue(session.next_speaker_at, ctx.now)) {
+    // Auto-advance: the next speaker's cycle, exactly as `start_speaker` starts it.
+    const d = new Draft(session, ctx);
+    startCycle(d);
+    return d.result();
+  }
   if (!isActive(session.phase)) return unchanged(session, 'not_required');
   const deadline = session.phase_deadline_at;
   const timedOut = deadline !== null && ctx.now >= deadline;
@@ -405,7 +389,12 @@ function tick(session: Session, ctx: StepContext): TransitionResult {
   }
   if (gone.devices.length > 0) {
     const d = new Draft(session, ctx);
-    d.failCycle(SessionFailure.device_disconnected, `device ${gone.devices.join(', ')} disconnected`, null, gone.devices);
+    d.failCycle(
+      SessionFailure.device_disconnected,
+      `device ${gone.devices.join(', ')} disconnected`,
+      gone.devices[0]!,
+      gone.devices,
+    );
     return d.result();
   }
   return unchanged(session, 'not_required');
@@ -422,4 +411,8 @@ function presence(session: Session, step: Extract<Step, { kind: 'presence' }>, c
   if (step.connected) delete d.s.disconnected[step.device_id];
   else d.s.disconnected[step.device_id] = ctx.now;
   return d.result();
+}
+
+function isDue(at: number | null | undefined, now: number): boolean {
+  return at !== null && at !== undefined && now >= at;
 }

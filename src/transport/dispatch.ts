@@ -7,6 +7,7 @@
 import {
   DeviceId,
   MAX_BODY_BYTES,
+  MAX_DEVICE_ID,
   MAX_IDEMPOTENCY_KEY,
   aliases,
   commands,
@@ -20,6 +21,7 @@ import { ServiceError, fail, normalizeError } from '../errors.js';
 import type { CommandContext } from './context.js';
 import { IdempotencyStore, isKeyRace, requestHash, type Prior } from './idempotency.js';
 import type { TokenBuckets } from './limits.js';
+import { droppedFields, unstorable, unstorableStrings } from './hygiene.js';
 
 export type Handler = (req: any, ctx: CommandContext) => Promise<unknown>;
 /** One handler per subject that has its own (aliases resolve to their target's). */
@@ -135,19 +137,22 @@ export class Dispatcher {
       throw fail.invalid('the Device-Id header is required');
     }
     if (!DeviceId.safeParse(inb.deviceId).success) {
-      throw fail.invalid('Device-Id must be 1-128 printable characters');
+      throw fail.invalid(`Device-Id must be 1-${MAX_DEVICE_ID} printable ASCII characters`);
     }
-    if (
-      inb.idempotencyKey !== undefined &&
-      (inb.idempotencyKey.length < 1 || inb.idempotencyKey.length > MAX_IDEMPOTENCY_KEY)
-    ) {
-      throw fail.invalid(`Idempotency-Key must be 1-${MAX_IDEMPOTENCY_KEY} characters`);
+    const key = inb.idempotencyKey;
+    if (key !== undefined && (key.length < 1 || key.length > MAX_IDEMPOTENCY_KEY || unstorable(key) !== null)) {
+      throw fail.invalid(`Idempotency-Key must be 1-${MAX_IDEMPOTENCY_KEY} characters, without NUL`);
     }
     // Trusted internal reads (the HTTP shim's own) are not a device's traffic.
     if (!inb.trusted) this.deps.limits.take(inb.deviceId);
     const parsed = commands[inb.subject].request.safeParse(data);
     if (!parsed.success) throw fail.invalid('request does not match the schema', issuesOf(parsed.error));
     const req = parsed.data as Record<string, unknown>;
+    const unfit = unstorableStrings(req);
+    if (unfit.length > 0) throw fail.invalid('request has a string that cannot be stored', unfit);
+    // Unknown fields are ignored, as v1 did (the app sends its own device_id in step data).
+    const dropped = droppedFields(data, req);
+    if (dropped.length > 0) log.debug({ ignored_fields: dropped }, 'unknown request fields ignored');
     const ctx: CommandContext = {
       deviceId: inb.deviceId,
       requestId: inb.requestId,

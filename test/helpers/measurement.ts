@@ -61,6 +61,12 @@ export interface SessionOptions {
   job_id?: string;
   timeouts?: Timeouts;
   signal_duration_seconds?: number;
+  /**
+   * Default false HERE (the service's default is true): these tests drive every
+   * `start_speaker` themselves, v1 style, and check exact step sequences; auto-advance has its
+   * own tests (transition unit tests, the app replay).
+   */
+  auto_advance?: boolean;
 }
 
 /** Creates a session listing every speaker and microphone of the lobby; returns its id. */
@@ -72,6 +78,7 @@ export async function createSession(c: GatewayClient, L: LobbySetup, opts: Sessi
     microphones: L.microphones,
     ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
     ...(opts.signal_duration_seconds ? { signal_duration_seconds: opts.signal_duration_seconds } : {}),
+    auto_advance: opts.auto_advance ?? false,
   });
   return created.session_id;
 }

@@ -50,7 +50,9 @@ describe('lobby.create', () => {
     for (const n of [2, 64]) {
       expect((await h.client.call('lobby.create', device('admin'), { max_participants: n })).max_participants).toBe(n);
     }
-    for (const bad of [1, 65, 0, -3, 2.5, '10', null]) {
+    // null means absent (the default); anything else out of range or of the wrong type is refused.
+    expect((await h.client.call('lobby.create', device('admin'), { max_participants: null } as never)).max_participants).toBe(32);
+    for (const bad of [1, 65, 0, -3, 2.5, '10', true]) {
       const e = expectError(await h.client.send('lobby.create', device('admin'), { max_participants: bad }), 'invalid_request');
       expect(e.details?.issues).toEqual([{ path: 'max_participants', message: expect.any(String) }]);
     }
@@ -92,14 +94,19 @@ describe('lobby.join', () => {
     const [g1] = guests as [string];
     await h.client.call('role.assign', admin, { lobby_id: id, target_device_id: g1, role: 'speaker', role_slot_id: 'S1', role_slot_label: 'Left' });
     await h.client.call('lobby.leave', g1, { lobby_id: id });
-    const left = (await getLobby(h.client, id)).participants.find((p) => p.device_id === g1)!;
-    expect(left).toMatchObject({ status: 'left', left_at: expect.any(String), role: 'speaker' });
+    const before = (await getLobby(h.client, id)).participants;
+    // Only joined devices are listed: g1 is gone until it rejoins.
+    expect(before.map((p) => p.device_id)).toEqual([admin, guests[1]]);
 
     const back = await h.client.call('lobby.join', g1, { code });
     const me = back.participants.find((p) => p.device_id === g1)!;
     expect(me).toMatchObject({ status: 'joined', left_at: null, role: 'speaker', role_slot_id: 'S1', role_slot_label: 'Left' });
-    expect(me.joined_at).toBe(left.joined_at);
-    // Still listed in join order, not moved to the end.
+    const first = (await h.client.call('lobby.events', admin, { lobby_id: id })).events.find(
+      (e) => e.payload.type === 'participant_joined' && e.payload.device_id === g1,
+    )!;
+    const joinedFirst = (first.payload.lobby as { participants: Array<{ device_id: string; joined_at: string }> }).participants;
+    expect(me.joined_at).toBe(joinedFirst.find((p) => p.device_id === g1)!.joined_at);
+    // Listed again in its first join order, not moved to the end.
     expect(back.participants.map((p) => p.device_id)).toEqual([admin, g1, guests[1]]);
     const bs = await settle(tap, h.app, id);
     const rejoin = bs.at(-1)!;

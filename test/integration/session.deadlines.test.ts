@@ -129,7 +129,8 @@ describe('session deadlines', () => {
     expect(events.map((e) => e.type)).toEqual(['measurement.error', 'measurement.phase_update', 'lobby.updated']);
     expect(events[0]!.payload).toEqual({
       session_id: S,
-      error_device_id: null,
+      // The device that left (the app shows who).
+      error_device_id: mic,
       error_message: expect.any(String),
       error_code: 'participant_left',
       phase: 'playing',
@@ -157,7 +158,7 @@ describe('session deadlines', () => {
       expect(await c.call('measurement.session_status', L.admin, { session_id: S })).toMatchObject({ phase: 'starting_recording' });
       const [err] = await w.until('measurement.error', 1, 5_000);
       expect(err!.data).toMatchObject({
-        error_device_id: null,
+        error_device_id: mic,
         error_code: 'device_disconnected',
         phase: 'starting_recording',
         missing_device_ids: [mic],

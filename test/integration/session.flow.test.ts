@@ -60,6 +60,8 @@ describe('session flow', () => {
       microphones: L.microphones,
       signal_duration_seconds: 7.5,
       timeouts: TIMEOUTS,
+      // v1 style: the admin starts every speaker (auto-advance has its own tests).
+      auto_advance: false,
     });
     const S = created.session_id;
     expect(created).toEqual({
@@ -69,6 +71,7 @@ describe('session flow', () => {
       state: 'created',
       total_speakers: 2,
       total_microphones: 3,
+      audio_duration_seconds: 7.5,
     });
     const idle = await c.call('measurement.session_status', mics[0]!, { session_id: S });
     expect(idle).toMatchObject({ state: 'created', phase: 'idle', attempt: 0, deadline_at: null, completed_speakers: 0 });
@@ -163,10 +166,13 @@ describe('session flow', () => {
       push('measurement.start_measurement', all, {
         session_id: S,
         job_id: JOB,
-        speaker_slot_id: spk.slot_id,
         speaker_device_id: spk.device_id,
+        speaker_slot_id: spk.slot_id,
+        current_speaker_slot_id: spk.slot_id,
+        current_speaker_slot_label: spk.slot_label ?? null,
         current_speaker_index: i,
         total_speakers: 2,
+        total_microphones: 3,
         attempt: 1,
       });
       phase('waiting_ready', i, i);

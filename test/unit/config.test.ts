@@ -24,6 +24,7 @@ describe('config', () => {
     expect(c.database.kind === 'embedded' && c.database.dir).toMatch(/^\.\/data(\/|$)/);
     expect(c.http).toMatchObject({ host: '127.0.0.1', port: 8001, authToken: undefined });
     expect(c.gatewayUrl).toBeUndefined();
+    expect(c.gatewayToken).toBeUndefined();
     expect(c.limits).toEqual({ maxParticipants: 32, ratePerSecond: 20, rateBurst: 40, joinFailuresPerMinute: 10 });
     expect(c.measurement).toEqual({
       presenceGraceMs: 10_000,
@@ -32,7 +33,24 @@ describe('config', () => {
       recordingStartMs: 15_000,
       playbackGraceMs: 30_000,
       uploadMs: 120_000,
+      nextSpeakerDelayMs: 1_000,
     });
+  });
+
+  it('config - HTTP_AUTH_TOKEN guards inbound HTTP; INTERNAL_AUTH_TOKEN is only sent to the Gateway', () => {
+    // v1 wiring: the Gateway and the service share INTERNAL_AUTH_TOKEN; nothing inbound is guarded.
+    const v1 = loadConfig({ INTERNAL_AUTH_TOKEN: 'shared', GATEWAY_URL: 'http://gw:8000' });
+    expect(v1.http.authToken).toBeUndefined();
+    expect(v1.gatewayToken).toBe('shared');
+    const both = loadConfig({ INTERNAL_AUTH_TOKEN: 'out', HTTP_AUTH_TOKEN: 'in' });
+    expect(both.http.authToken).toBe('in');
+    expect(both.gatewayToken).toBe('out');
+  });
+
+  it('config - NEXT_SPEAKER_DELAY_MS is 0-60000', () => {
+    expect(loadConfig({ NEXT_SPEAKER_DELAY_MS: '0' }).measurement.nextSpeakerDelayMs).toBe(0);
+    expect(loadConfig({ NEXT_SPEAKER_DELAY_MS: '60000' }).measurement.nextSpeakerDelayMs).toBe(60_000);
+    expect(() => loadConfig({ NEXT_SPEAKER_DELAY_MS: '60001' })).toThrow(/NEXT_SPEAKER_DELAY_MS/);
   });
 
   it('config - empty variables mean the default', () => {

@@ -62,11 +62,46 @@ describe('dispatch decoding', () => {
     }
   });
 
-  it('dispatch - unknown fields and schema violations list each issue with its path', async () => {
-    const unknown = refused(await send('{"max_participants": 4, "colour": "red"}'));
-    expect(unknown.code).toBe('invalid_request');
-    expect(unknown.details?.issues).toEqual([{ path: '', message: expect.stringContaining('colour') }]);
+  it('dispatch - unknown fields are ignored: not passed on, logged at debug', async () => {
+    const lines: string[] = [];
+    const logged = new Dispatcher({
+      handlers: { 'lobby.create': echo('lobby.create'), 'measurement.ready': echo('measurement.ready') },
+      log: createLogger('debug', { write: (l: string) => void lines.push(l) }),
+      limits: new TokenBuckets(10_000, 10_000),
+      idempotency: {} as IdempotencyStore,
+    });
+    const o = await logged.dispatch({ subject: 'lobby.create', body: '{"max_participants": 4, "colour": "red"}', deviceId: 'dev-1' });
+    expect(o).toEqual({ ok: true, reply: { ok: true, req: { max_participants: 4 } } });
+    // The app sends its own device_id inside step data: ignored, the acting device is the header's.
+    const step = await logged.dispatch({
+      subject: 'measurement.ready',
+      body: '{"session_id": "s-1", "device_id": "someone-else"}',
+      deviceId: 'dev-1',
+    });
+    expect(step).toEqual({ ok: true, reply: { ok: true, req: { session_id: 's-1' } } });
+    const ignored = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'unknown request fields ignored');
+    expect(ignored.map((l) => l.ignored_fields)).toEqual([['colour'], ['device_id']]);
+  });
 
+  it('dispatch - null for an optional field means absent', async () => {
+    expect(await send('{"max_participants": null}')).toEqual({ ok: true, reply: { ok: true, req: {} } });
+    const o = await send(
+      JSON.stringify({ lobby_id: 'l', target_device_id: 't', role: 'none', role_slot_id: null, role_slot_label: null }),
+      {},
+      'role.assign',
+    );
+    expect(o.ok).toBe(true);
+    if (!o.ok) return;
+    const req = (o.reply as { req: Record<string, unknown> }).req;
+    expect(req.role_slot_id).toBeUndefined();
+    expect(req.role_slot_label).toBeUndefined();
+    // null is not a value for a required field.
+    expect(refused(await send('{"lobby_id": null, "target_device_id": "t", "role": "none"}', {}, 'role.assign')).code).toBe(
+      'invalid_request',
+    );
+  });
+
+  it('dispatch - schema violations list each issue with its path', async () => {
     const nested = refused(
       await send(JSON.stringify({ lobby_id: 'x', target_device_id: 'y', role: 'drummer', role_slot_id: 'z'.repeat(65) }), {}, 'role.assign'),
     );
@@ -75,7 +110,31 @@ describe('dispatch decoding', () => {
 
     const bounds = refused(await send('{"max_participants": 65}'));
     expect(bounds.details?.issues).toEqual([{ path: 'max_participants', message: expect.any(String) }]);
-    expect(seen.some((s) => JSON.stringify(s.req).includes('colour'))).toBe(false);
+    const wrongType = refused(await send('{"max_participants": "4"}'));
+    expect(wrongType.details?.issues).toEqual([{ path: 'max_participants', message: expect.any(String) }]);
+  });
+
+  it('dispatch - a string PostgreSQL cannot store is invalid_request naming the field', async () => {
+    const label = refused(
+      await send(JSON.stringify({ lobby_id: 'l', target_device_id: 't', role: 'speaker', role_slot_label: 'a\u0000b' }), {}, 'role.assign'),
+    );
+    expect(label.code).toBe('invalid_request');
+    expect(label.details?.issues).toEqual([{ path: 'role_slot_label', message: expect.stringContaining('NUL') }]);
+    // A lone surrogate, as JSON escapes it.
+    const lone = refused(await send('{"lobby_id": "l", "target_device_id": "t", "role": "speaker", "role_slot_label": "x\\ud800"}', {}, 'role.assign'));
+    expect(lone.details?.issues).toEqual([{ path: 'role_slot_label', message: expect.stringContaining('surrogate') }]);
+    // Deep inside free-form data too, in keys as well as values.
+    const room = dispatcher({ 'lobby.room_snapshot': echo('lobby.room_snapshot') });
+    const deep = refused(
+      await room.dispatch({
+        subject: 'lobby.room_snapshot',
+        body: JSON.stringify({ lobby_id: 'l', room: { walls: [{ name: 'ok' }, { name: 'x\u0000' }], ['k\u0000']: 1 } }),
+        deviceId: 'dev-1',
+      }),
+    );
+    expect((deep.details?.issues as Array<{ path: string }>).map((i) => i.path)).toEqual(['room.walls.1.name', 'room.k\u0000']);
+    // An unknown field with a NUL is simply dropped.
+    expect((await send('{"junk": "\\u0000"}')).ok).toBe(true);
   });
 
   it('dispatch - a body up to 256 KiB is read, one byte more is payload_too_large', async () => {
@@ -84,8 +143,8 @@ describe('dispatch decoding', () => {
       return `${head}${'a'.repeat(n - head.length - 2)}"}`;
     };
     expect(Buffer.byteLength(pad(MAX_BODY_BYTES))).toBe(MAX_BODY_BYTES);
-    // Exactly the limit passes the size check (and then fails the schema on "x").
-    expect(refused(await send(pad(MAX_BODY_BYTES))).code).toBe('invalid_request');
+    // Exactly the limit is read ("x" is an unknown field, ignored).
+    expect((await send(pad(MAX_BODY_BYTES))).ok).toBe(true);
     const e = refused(await send(new TextEncoder().encode(pad(MAX_BODY_BYTES + 1))));
     expect(e.code).toBe('payload_too_large');
     expect(e.status).toBe(413);
@@ -97,12 +156,13 @@ describe('dispatch decoding', () => {
 
 describe('dispatch identity', () => {
   it('dispatch - a missing or bad Device-Id is invalid_request', async () => {
-    for (const deviceId of [undefined, '', 'x'.repeat(129), ' leading', 'trailing ', 'tab\there', 'nul\u0000', 'ünï']) {
+    for (const deviceId of [undefined, '', 'x'.repeat(201), ' leading', 'trailing ', 'tab\there', 'nul\u0000', 'ünï']) {
       const e = refused(await d.dispatch({ subject: 'lobby.create', body: '{}', deviceId }));
       expect(e.code, JSON.stringify(deviceId)).toBe('invalid_request');
       expect(e.message).toMatch(/Device-Id/);
     }
-    const ok = await d.dispatch({ subject: 'lobby.create', body: '{}', deviceId: 'x'.repeat(128) });
+    // Up to 200 characters, as the v1 Gateway accepts.
+    const ok = await d.dispatch({ subject: 'lobby.create', body: '{}', deviceId: 'x'.repeat(200) });
     expect(ok.ok).toBe(true);
     expect((await d.dispatch({ subject: 'lobby.create', body: '{}', deviceId: 'a b~!' })).ok).toBe(true);
   });

@@ -272,10 +272,14 @@ describe('transition - cycle', () => {
     expect(r.broadcasts[0]?.data).toEqual({
       session_id: 'sess/1 ä',
       job_id: 'job 7/x',
-      speaker_slot_id: 'S0',
       speaker_device_id: 'spk-0',
+      speaker_slot_id: 'S0',
+      // The v1 names the app reads.
+      current_speaker_slot_id: 'S0',
+      current_speaker_slot_label: 'Speaker 0',
       current_speaker_index: 0,
       total_speakers: 2,
+      total_microphones: 3,
       attempt: 1,
     });
     expect(r.broadcasts[1]?.data).toEqual({
@@ -438,6 +442,94 @@ describe('transition - cycle', () => {
     expect(r.session).toMatchObject({ current_speaker_index: 1, attempt: 1, phase: 'waiting_ready' });
     expect(r.session.cycle).toEqual({ ready: [], audio_ready: false, recording_started: [], playback_complete: false, uploaded: {} });
     expect(r.broadcasts[0]?.data).toMatchObject({ speaker_slot_id: 'S1', speaker_device_id: 'spk-1', current_speaker_index: 1 });
+  });
+});
+
+// ---- auto-advance ---------------------------------------------------------------------------
+
+describe('transition - auto-advance', () => {
+  const tick: Step = { kind: 'tick' };
+
+  it('createSession - auto-advance is on by default with the configured delay; both may be given', () => {
+    expect(make()).toMatchObject({ auto_advance: true, next_speaker_delay_ms: 1_000, next_speaker_at: null });
+    const c = { ...ctx(), default_next_speaker_delay_ms: 2_500 };
+    expect(createSession(input(), lobby(), c).session.next_speaker_delay_ms).toBe(2_500);
+    const off = createSession(input(2, 3, { auto_advance: false, next_speaker_delay_ms: 0 }), lobby(), c).session;
+    expect(off).toMatchObject({ auto_advance: false, next_speaker_delay_ms: 0 });
+  });
+
+  it('transition - after a speaker completes, the next one starts by itself once the delay has passed', () => {
+    const done = run(make(), cycleSteps(0, 3), T0).session;
+    expect(done).toMatchObject({ phase: 'speaker_complete', next_speaker_at: T0 + 1_000, phase_deadline_at: null });
+    // Stored as the session's wake time, like a deadline.
+    expect(wakeAt(done, ctx())).toBe(T0 + 1_000);
+    expect(apply(done, tick, T0 + 999).status).toBe('not_required');
+    const r = apply(done, tick, T0 + 1_000);
+    expect(r.status).toBe('accepted');
+    expect(r.session).toMatchObject({ phase: 'waiting_ready', current_speaker_index: 1, attempt: 1, next_speaker_at: null });
+    expect(names(r.broadcasts)).toEqual(['measurement.start_measurement', 'measurement.phase_update']);
+    expect(r.broadcasts[0]?.data).toMatchObject({ speaker_device_id: 'spk-1', current_speaker_slot_id: 'S1', current_speaker_index: 1 });
+    expect(wakeAt(r.session, ctx())).toBe(T0 + 1_000 + 30_000);
+    // Exactly once: a second tick (another replica, a retry) finds the cycle running.
+    expect(apply(r.session, tick, T0 + 1_001).status).toBe('not_required');
+    // A v1-style admin sending start_speaker now gets a duplicate and changes nothing.
+    expect(apply(r.session, start, T0 + 1_002)).toMatchObject({ status: 'duplicate', broadcasts: [] });
+  });
+
+  it('transition - an admin start_speaker before the delay starts the next speaker once; the timer is dropped', () => {
+    const done = run(make(), cycleSteps(0, 3), T0).session;
+    const r = apply(done, start, T0 + 500);
+    expect(r.session).toMatchObject({ phase: 'waiting_ready', current_speaker_index: 1, next_speaker_at: null });
+    expect(apply(r.session, tick, T0 + 1_000).status).toBe('not_required');
+    expect(apply(r.session, start, T0 + 1_001).status).toBe('duplicate');
+  });
+
+  it('transition - a whole 3-speaker session completes with a single start_speaker', () => {
+    let s = make(3, 2);
+    let now = T0;
+    for (let i = 0; i < 3; i++) {
+      const steps = cycleSteps(i, 2).filter((st) => i === 0 || st !== start);
+      s = run(s, steps, now).session;
+      if (i < 2) {
+        expect(s.phase).toBe('speaker_complete');
+        now = s.next_speaker_at!;
+        s = apply(s, tick, now).session;
+      }
+    }
+    expect(s).toMatchObject({ state: 'completed', phase: 'completed', completed_speakers: ['S0', 'S1', 'S2'], next_speaker_at: null });
+    expect(wakeAt(s, ctx())).toBeNull();
+  });
+
+  it('transition - with no delay the completing upload itself starts the next speaker', () => {
+    const s = make(2, 3, { next_speaker_delay_ms: 0 });
+    const r = run(s, cycleSteps(0, 3)).last;
+    expect(names(r.broadcasts)).toEqual([
+      'measurement.speaker_complete',
+      'measurement.phase_update',
+      'measurement.start_measurement',
+      'measurement.phase_update',
+    ]);
+    expect(phasesOf(r.broadcasts)).toEqual(['speaker_complete', 'waiting_ready']);
+    expect(r.session).toMatchObject({ phase: 'waiting_ready', current_speaker_index: 1 });
+  });
+
+  it('transition - without auto-advance, or after the last speaker, nothing is scheduled', () => {
+    const off = run(make(2, 3, { auto_advance: false }), cycleSteps(0, 3)).session;
+    expect(off).toMatchObject({ phase: 'speaker_complete', next_speaker_at: null });
+    expect(wakeAt(off, ctx())).toBeNull();
+    expect(apply(off, tick, T0 + 1e9).status).toBe('not_required');
+    // A session stored before auto-advance existed waits for the admin, as it did.
+    const { auto_advance: _a, next_speaker_delay_ms: _d, next_speaker_at: _n, ...legacy } = make();
+    const old = run(legacy as Session, cycleSteps(0, 3)).session;
+    expect(old.phase).toBe('speaker_complete');
+    expect(wakeAt(old, ctx())).toBeNull();
+  });
+
+  it('transition - a failed cycle is not retried automatically', () => {
+    const failed = apply(run(make(), [start]).session, tick, T0 + 30_000).session;
+    expect(failed.phase).toBe('failed');
+    expect(wakeAt(failed, ctx())).toBeNull();
+    expect(apply(failed, tick, T0 + 1e9).status).toBe('not_required');
   });
 });
 
@@ -716,7 +808,8 @@ describe('transition - deadlines and presence', () => {
     expect(r.session.phase).toBe('failed');
     expect(r.broadcasts[0]?.data).toMatchObject({
       error_code: 'device_disconnected',
-      error_device_id: null,
+      // The device that dropped off (the app shows who).
+      error_device_id: 'mic-2',
       phase: 'waiting_ready',
       missing_device_ids: ['mic-2'],
     });
@@ -744,7 +837,7 @@ describe('transition - deadlines and presence', () => {
     expect(r.session.phase).toBe('failed');
     expect(r.broadcasts[0]?.data).toMatchObject({
       error_code: 'participant_left',
-      error_device_id: null,
+      error_device_id: 'mic-1',
       phase: 'uploading',
       missing_device_ids: ['mic-1'],
     });

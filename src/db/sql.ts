@@ -1,0 +1,52 @@
+/**
+ * Hand-written SQL on the hot path, through MikroORM's own connection pool (its knex client):
+ * no second driver, and no ORM work per statement (no unit of work, no hydration, no
+ * client-side formatting). Parameters are always bound (`$1`, `$2`, ...), never interpolated:
+ * `em.execute` would inline them into the text, this sends them apart.
+ *
+ * Works the same on PostgreSQL (a `pg` client from the pool) and on the embedded PGlite (the
+ * one PGlite instance): both answer `query(text, values)` with `{ rows }`. Every statement is a
+ * single autocommit statement; the multi-statement work of a command lives in a plpgsql function
+ * (see migrations), so a command costs one round trip and PGlite's single connection is never
+ * held across awaits.
+ */
+import type { MikroORM } from '@mikro-orm/core';
+
+/** The raw connection both drivers hand out: pg's `Client`, or PGlite. */
+interface RawConnection {
+  query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+/** The knex client behind MikroORM's connection: its pool is what we borrow from. */
+interface KnexClient {
+  acquireConnection(): Promise<RawConnection>;
+  releaseConnection(connection: RawConnection): Promise<void>;
+}
+
+export class Sql {
+  private readonly client: KnexClient;
+
+  constructor(orm: MikroORM) {
+    const knex = (orm.em.getConnection() as unknown as { getKnex(): { client: KnexClient } }).getKnex();
+    this.client = knex.client;
+  }
+
+  /** Runs one statement with bound parameters; returns its rows. */
+  async query<T = Record<string, unknown>>(text: string, values: unknown[] = []): Promise<T[]> {
+    const connection = await this.client.acquireConnection();
+    try {
+      const result = await connection.query(text, values);
+      return result.rows as T[];
+    } finally {
+      await this.client.releaseConnection(connection);
+    }
+  }
+
+  /** The first row, or undefined. */
+  async one<T = Record<string, unknown>>(text: string, values: unknown[] = []): Promise<T | undefined> {
+    return (await this.query<T>(text, values))[0];
+  }
+}
+
+/** A JSON parameter: sent as text and cast in SQL (`$1::jsonb`), so arrays stay JSON arrays. */
+export const json = (value: unknown): string => JSON.stringify(value);
