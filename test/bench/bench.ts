@@ -14,18 +14,16 @@ import { since } from './stats.js';
 import { runJoins } from './scenarios/joins.js';
 import { runMemory } from './scenarios/memory.js';
 import { runRestart } from './scenarios/restart.js';
+import { runSoak } from './scenarios/soak.js';
+import { runSteps } from './scenarios/steps.js';
 
 const SCENARIO_RUNNERS: Record<Scenario, (ctx: BenchContext) => Promise<ScenarioResult>> = {
   a: runJoins,
-  b: notYet,
-  c: notYet,
+  b: runSteps,
+  c: runSoak,
   d: runMemory,
   e: runRestart,
 };
-
-async function notYet(): Promise<ScenarioResult> {
-  throw new Error('not built yet');
-}
 
 function gitCommit(): string | undefined {
   try {

@@ -38,7 +38,7 @@ export interface BenchOptions {
 }
 
 const FULL: Sizes = { pairs: 2000, callers: 32, sessions: 24, rounds: 10, soak: 1000, idleLobbies: 10_000, running: 1000, resume: 1000, playbackMs: 200 };
-const SMOKE: Sizes = { pairs: 200, callers: 32, sessions: 4, rounds: 2, soak: 4, idleLobbies: 200, running: 20, resume: 20, playbackMs: 200 };
+const SMOKE: Sizes = { pairs: 200, callers: 32, sessions: 4, rounds: 1, soak: 4, idleLobbies: 200, running: 20, resume: 20, playbackMs: 200 };
 
 const KNOBS: Record<keyof Sizes, string> = {
   pairs: 'pairs',
@@ -65,7 +65,7 @@ export const USAGE = `usage: npm run bench -- [options]
                        the run creates and drops its own database there
   --nats-url <url>     NATS (default $NATS_URL or ${DEFAULT_NATS})
   scale knobs (full / smoke): --pairs (2000/200) --callers (32) --sessions (24/4)
-    --rounds (10/2) --soak (1000/4) --idle-lobbies (10000/200) --running (1000/20)
+    --rounds (10/1) --soak (1000/4) --idle-lobbies (10000/200) --running (1000/20)
     --resume (1000/20) --playback-ms (200)`;
 
 export function parseOptions(argv: string[], defaults: Partial<BenchOptions> = {}): BenchOptions {
