@@ -33,6 +33,8 @@ export interface CpuProfile {
 /** Ordered: the first rule whose test matches names the category. */
 const RULES: [string, (url: string, fn: string) => boolean][] = [
   ['GC', (_u, f) => f === '(garbage collector)'],
+  // Native socket/pipe writes: their self time is mostly the write system call.
+  ['I/O writes (native)', (u, f) => u === '' && /^write(Buffer|v|Utf8String|Latin1String|AsciiString|UCS2String)$/.test(f)],
   ['idle', (_u, f) => f === '(idle)'],
   ['(program)', (_u, f) => f === '(program)'],
   ['MikroORM', (u) => u.includes('/node_modules/@mikro-orm/')],
@@ -64,6 +66,8 @@ export interface FunctionTotal {
 }
 
 export interface ProfileSummary {
+  /** Self time of the samples before `readyAtUs` (start-up), left out of everything below. */
+  startupMs: number;
   totalMs: number;
   /** Total minus idle: the time the process was busy. */
   busyMs: number;
@@ -73,15 +77,24 @@ export interface ProfileSummary {
 
 export type Locate = (frame: CallFrame) => string;
 
-/** Self time per node: each sample lasts until the next one (as Chrome DevTools counts it). */
-export function summarizeProfile(profile: CpuProfile, locate: Locate = plainLocation): ProfileSummary {
+/**
+ * Self time per node: each sample lasts until the next one (as Chrome DevTools counts it).
+ * `readyAtUs` (the profile's clock: CLOCK_MONOTONIC microseconds, the same as
+ * `process.hrtime` in any process of the machine) splits off the start-up.
+ */
+export function summarizeProfile(profile: CpuProfile, locate: Locate = plainLocation, readyAtUs = -Infinity): ProfileSummary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
+  let startupUs = 0;
   let t = profile.startTime;
   const stamps = profile.timeDeltas.map((d) => (t += d));
   for (let i = 0; i < profile.samples.length; i++) {
     const next = i + 1 < stamps.length ? stamps[i + 1]! : profile.endTime;
     const dur = Math.max(0, next - stamps[i]!);
+    if (stamps[i]! < readyAtUs) {
+      startupUs += dur;
+      continue;
+    }
     const id = profile.samples[i]!;
     selfUs.set(id, (selfUs.get(id) ?? 0) + dur);
   }
@@ -104,6 +117,7 @@ export function summarizeProfile(profile: CpuProfile, locate: Locate = plainLoca
   }
   const idle = cats.get('idle') ?? 0;
   return {
+    startupMs: startupUs / 1000,
     totalMs: total,
     busyMs: total - idle,
     categories: [...cats].map(([category, selfMs]) => ({ category, selfMs })).sort((a, b) => b.selfMs - a.selfMs),
@@ -153,7 +167,12 @@ const pct = (x: number, of: number) => (of > 0 ? `${((100 * x) / of).toFixed(1)}
 
 /** The printed report: categories (share of busy time) and the top functions. */
 export function formatSummary(s: ProfileSummary, top = 20): string {
-  const lines = [`busy ${(s.busyMs / 1000).toFixed(2)} s of ${(s.totalMs / 1000).toFixed(2)} s profiled (the rest idle)`, '', 'self time by category (share of busy time):'];
+  const lines = [
+    ...(s.startupMs > 0 ? [`start-up ${(s.startupMs / 1000).toFixed(2)} s (until the first request was answered; left out below)`] : []),
+    `busy ${(s.busyMs / 1000).toFixed(2)} s of ${(s.totalMs / 1000).toFixed(2)} s profiled after start-up (the rest idle)`,
+    '',
+    'self time by category (share of busy time):',
+  ];
   const cw = Math.max(...s.categories.map((c) => c.category.length), 8);
   for (const c of s.categories) {
     if (c.category === 'idle') continue;

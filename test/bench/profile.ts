@@ -13,7 +13,7 @@ import { runBench } from './bench.js';
 import { formatSummary, sourceMapLocator, summarizeProfile, type CpuProfile } from './cpuprofile.js';
 import { parseOptions } from './options.js';
 import { table, writeJson } from './report.js';
-import { ROOT } from './service.js';
+import { ROOT, launched } from './service.js';
 
 /** Takes `--name value` out of argv (parseOptions knows only the bench's own options). */
 function take(argv: string[], name: string): string | undefined {
@@ -33,12 +33,15 @@ function profilesIn(path: string): string[] {
     .map((f) => join(path, f));
 }
 
-function printProfiles(files: string[], top: number): void {
+/** `readyAt`: per pid, when that service first answered (its start-up is reported apart). */
+function printProfiles(files: string[], top: number, readyAt = new Map<number, number>()): void {
   const locate = sourceMapLocator(ROOT);
   for (const file of files) {
     const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+    // Node names them CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile.
+    const pid = Number(/CPU\.\d+\.\d+\.(\d+)\./.exec(file)?.[1]);
     console.log(`\n=== ${file}\n    (open in Chrome DevTools: Performance panel > Load profile; or in VS Code)\n`);
-    console.log(formatSummary(summarizeProfile(profile, locate), top));
+    console.log(formatSummary(summarizeProfile(profile, locate, readyAt.get(pid)), top));
   }
 }
 
@@ -64,7 +67,7 @@ async function main(): Promise<void> {
   const files = profilesIn(dir);
   if (files.length === 0) throw new Error(`no .cpuprofile written in ${dir}`);
   console.log(`\none profile per service process started (in scenario order): ${dir}`);
-  printProfiles(files, top);
+  printProfiles(files, top, new Map(launched.map((l) => [l.pid, l.readyAtUs])));
   process.exit(report.errors.length ? 1 : 0);
 }
 

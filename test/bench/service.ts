@@ -18,6 +18,11 @@ export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const MAIN = 'dist/src/main.js';
 
 const live = new Set<ChildProcess>();
+
+/** Every service process started by this run: its pid and when it answered first. */
+export const launched: { pid: number; readyAtUs: number }[] = [];
+/** `process.hrtime` in microseconds: the clock of V8's .cpuprofile timestamps. */
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 // Never leave a service behind when the bench itself dies.
 process.once('exit', () => {
   for (const c of live) c.kill('SIGKILL');
@@ -90,6 +95,7 @@ export class ServiceProcess {
       await sleep(10);
     }
     svc.startupMs = since(t0);
+    launched.push({ pid: svc.pid, readyAtUs: monotonicUs() });
     return svc;
   }
 

@@ -83,6 +83,7 @@ describe('bench cpuprofile', () => {
     expect(categorize(frame('serve', 'file:///r/dist/src/transport/nats.js'))).toBe('ours: src/');
     expect(categorize(frame('x', 'file:///r/dist/subjects/events.js'))).toBe('ours: subjects/');
     expect(categorize(frame('JSONParse', ''))).toBe('V8 builtins / native');
+    expect(categorize(frame('writeBuffer', ''))).toBe('I/O writes (native)');
   });
 
   it('bench - self time of a sample lasts until the next sample; idle is not busy time', () => {
@@ -108,5 +109,12 @@ describe('bench cpuprofile', () => {
     const text = formatSummary(s, 5);
     expect(text).toMatch(/ours: src\/\s+3 ms\s+60\.0%/);
     expect(text).not.toMatch(/^\s+\S+ ms .*\(idle\)/m);
+
+    // Samples before the service was ready are start-up, reported apart from the rest.
+    const after = summarizeProfile(profile, undefined, 1000);
+    expect(after.startupMs).toBeCloseTo(1);
+    expect(after.busyMs).toBeCloseTo(4);
+    expect(after.functions.find((f) => f.name === 'flush')?.selfMs).toBeCloseTo(1);
+    expect(formatSummary(after)).toMatch(/^start-up 0\.00 s/);
   });
 });
