@@ -24,6 +24,11 @@ export interface Sizes {
   resume: number;
   /** Simulated playback of the speaker (b, c). */
   playbackMs: number;
+  /**
+   * The app's timer from sending create_session to sending start_speaker (b, c; 500 ms as in
+   * the app): a later reply skips start_speaker and the session fails, as on a real phone.
+   */
+  startSpeakerDelayMs: number;
 }
 
 export interface BenchOptions {
@@ -37,8 +42,8 @@ export interface BenchOptions {
   nodeArgs: string[];
 }
 
-const FULL: Sizes = { pairs: 2000, callers: 32, sessions: 24, rounds: 10, soak: 1000, idleLobbies: 10_000, running: 1000, resume: 1000, playbackMs: 200 };
-const SMOKE: Sizes = { pairs: 200, callers: 32, sessions: 4, rounds: 1, soak: 4, idleLobbies: 200, running: 20, resume: 20, playbackMs: 200 };
+const FULL: Sizes = { pairs: 2000, callers: 32, sessions: 24, rounds: 10, soak: 1000, idleLobbies: 10_000, running: 1000, resume: 1000, playbackMs: 200, startSpeakerDelayMs: 500 };
+const SMOKE: Sizes = { pairs: 200, callers: 32, sessions: 4, rounds: 1, soak: 4, idleLobbies: 200, running: 20, resume: 20, playbackMs: 200, startSpeakerDelayMs: 500 };
 
 const KNOBS: Record<keyof Sizes, string> = {
   pairs: 'pairs',
@@ -50,6 +55,7 @@ const KNOBS: Record<keyof Sizes, string> = {
   running: 'running',
   resume: 'resume',
   playbackMs: 'playback-ms',
+  startSpeakerDelayMs: 'start-speaker-delay-ms',
 };
 
 export const USAGE = `usage: npm run bench -- [options]
@@ -66,7 +72,9 @@ export const USAGE = `usage: npm run bench -- [options]
   --nats-url <url>     NATS (default $NATS_URL or ${DEFAULT_NATS})
   scale knobs (full / smoke): --pairs (2000/200) --callers (32) --sessions (24/4)
     --rounds (10/1) --soak (1000/4) --idle-lobbies (10000/200) --running (1000/20)
-    --resume (1000/20) --playback-ms (200)`;
+    --resume (1000/20) --playback-ms (200)
+    --start-speaker-delay-ms (500: the app's create_session -> start_speaker timer; a later
+      create_session reply fails the session as on a phone; raise it to see past that)`;
 
 export function parseOptions(argv: string[], defaults: Partial<BenchOptions> = {}): BenchOptions {
   const { values } = parseArgs({

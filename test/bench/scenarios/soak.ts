@@ -12,7 +12,7 @@ import { since, summarize } from '../stats.js';
 const PROGRESS_EVERY_MS = 10_000;
 
 export async function runSoak(ctx: BenchContext): Promise<ScenarioResult> {
-  const { soak: n, playbackMs } = ctx.opts.sizes;
+  const { soak: n, playbackMs, startSpeakerDelayMs } = ctx.opts.sizes;
   // A full soak on today's 2 cores takes many minutes; a session that makes no progress at
   // all is given up (stalled) at this.
   const timeoutMs = ctx.opts.smoke ? 60_000 : 60 * 60_000;
@@ -21,7 +21,7 @@ export async function runSoak(ctx: BenchContext): Promise<ScenarioResult> {
   try {
     ctx.log(`(c) ${n} sessions (${5 * n} devices) at once...`);
     const timings = new StepTimings();
-    const runs = Array.from({ length: n }, () => new Measurement(phones.transport, { speakers: 1, microphones: 4, playbackMs, timings, timeoutMs }));
+    const runs = Array.from({ length: n }, () => new Measurement(phones.transport, { speakers: 1, microphones: 4, playbackMs, startSpeakerDelayMs, timings, timeoutMs }));
     const t0 = performance.now();
     let last = { at: t0, requests: 0 };
     const progress = setInterval(() => {

@@ -16,13 +16,13 @@ import { benchPhones, simDetails, simErrors } from '../phones.js';
 import { since, summarize } from '../stats.js';
 
 export async function runSteps(ctx: BenchContext): Promise<ScenarioResult> {
-  const { sessions, rounds, playbackMs } = ctx.opts.sizes;
+  const { sessions, rounds, playbackMs, startSpeakerDelayMs } = ctx.opts.sizes;
   const svc = await ctx.startService();
   const phones = benchPhones(ctx.env.nc, ctx.env.prefix, 60_000);
   const db = ctx.pgPool(sessions);
   try {
     const measure = (timings: StepTimings) =>
-      runMeasurement(phones.transport, { speakers: 1, microphones: 4, playbackMs, timings, timeoutMs: 120_000 });
+      runMeasurement(phones.transport, { speakers: 1, microphones: 4, playbackMs, startSpeakerDelayMs, timings, timeoutMs: 120_000 });
     // Warm-up (not counted): JIT, connection pools, the first lobbies. A smoke run only
     // checks that the scenario runs, so it skips it.
     if (!ctx.opts.smoke) await Promise.all(Array.from({ length: Math.min(sessions, 4) }, () => measure(new StepTimings())));
