@@ -52,3 +52,11 @@ export function simDetails(s: SimulationSummary) {
     throughput: s.throughput,
   };
 }
+
+/** One line for the table's notes: how many did not complete, and the commonest reasons. */
+export function failureNote(s: SimulationSummary): string | undefined {
+  const bad = s.sessions.failed + s.sessions.stalled;
+  if (!bad) return undefined;
+  const top = s.failures.slice(0, 3).map((f) => `${f.count}x ${f.outcome}: ${f.reason}`);
+  return `${bad} of ${s.sessions.total} did not complete (${top.join('; ')})`;
+}

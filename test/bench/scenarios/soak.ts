@@ -6,7 +6,7 @@
  */
 import { Measurement, StepTimings, progressLines, snapshot, summarize as simSummary, type MeasurementResult } from '../../../src/sim/index.js';
 import type { BenchContext, ScenarioResult } from '../context.js';
-import { benchPhones, simDetails, simErrors } from '../phones.js';
+import { benchPhones, failureNote, simDetails, simErrors } from '../phones.js';
 import { since, summarize } from '../stats.js';
 
 const PROGRESS_EVERY_MS = 10_000;
@@ -44,7 +44,13 @@ export async function runSoak(ctx: BenchContext): Promise<ScenarioResult> {
     const failed = sim.sessions.failed + sim.sessions.stalled;
     return {
       rows: [
-        { scenario: `(c) soak: sessions not completed, of ${n}`, figure: failed, unit: '', goal: { on: 'figure', op: '<=', value: 0 } },
+        {
+          scenario: `(c) soak: sessions not completed, of ${n}`,
+          figure: failed,
+          unit: '',
+          goal: { on: 'figure', op: '<=', value: 0 },
+          note: failureNote(sim),
+        },
         { scenario: '(c) soak: wall time', figure: wallMs / 1000, unit: 's' },
         { scenario: '(c) soak: step -> broadcast p50', figure: step.p50, unit: 'ms' },
         { scenario: '(c) soak: step -> broadcast p99', figure: step.p99, unit: 'ms' },

@@ -12,7 +12,7 @@
 import { StepTimings, runMeasurement, summarize as simSummary, type MeasurementResult } from '../../../src/sim/index.js';
 import type { BenchContext, ScenarioResult } from '../context.js';
 import { echoFloor, stepTxFloor } from '../floors.js';
-import { benchPhones, simDetails, simErrors } from '../phones.js';
+import { benchPhones, failureNote, simDetails, simErrors } from '../phones.js';
 import { since, summarize } from '../stats.js';
 
 export async function runSteps(ctx: BenchContext): Promise<ScenarioResult> {
@@ -53,6 +53,7 @@ export async function runSteps(ctx: BenchContext): Promise<ScenarioResult> {
           unit: 'ms',
           floor: echo.p50 + tx.p50,
           goal: { on: 'ratio', op: '<=', value: 3 },
+          note: failureNote(sim),
         },
         {
           scenario: `(b) step -> broadcast p99, ${sessions} sessions`,
