@@ -61,6 +61,7 @@ export async function runSteps(ctx: BenchContext): Promise<ScenarioResult> {
           unit: 'ms',
           floor: echo.p99 + tx.p99,
           goal: { on: 'figure', op: '<=', value: 25 },
+          note: `floor = NATS echo p50 ${echo.p50.toFixed(2)} / p99 ${echo.p99.toFixed(2)} ms + one transaction p50 ${tx.p50.toFixed(2)} / p99 ${tx.p99.toFixed(2)} ms`,
         },
         { scenario: '(b) create_session p99 under that load', figure: create.p99, unit: 'ms', goal: { on: 'figure', op: '<=', value: 100 } },
       ],
