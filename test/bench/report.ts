@@ -53,10 +53,11 @@ function goalText(g: Goal | undefined, unit: string): string {
 /** The table as text lines (fixed-width columns). */
 export function table(rows: RowResult[]): string {
   const header = ['scenario', 'ours', 'floor', 'ratio', 'goal', 'met?'];
+  const withUnit = (x: number, unit: string) => (Number.isFinite(x) ? `${fmt(x)} ${unit}`.trimEnd() : 'n/a');
   const cells = rows.map((r) => [
     r.scenario,
-    `${fmt(r.figure)} ${r.unit}`,
-    r.floor === undefined ? '' : `${fmt(r.floor)} ${r.unit}`,
+    withUnit(r.figure, r.unit),
+    r.floor === undefined ? '' : withUnit(r.floor, r.unit),
     r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x`,
     goalText(r.goal, r.unit),
     r.met === undefined ? '' : r.met ? 'yes' : 'NO',
