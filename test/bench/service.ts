@@ -39,7 +39,7 @@ export interface SpawnOptions {
 
 export class ServiceProcess {
   /** Log lines by `level: msg` (the service logs at warn: these are warnings and errors). */
-  private readonly messages = new Map<string, number>();
+  private readonly messages = new Map<string, { count: number; first: string }>();
   /** The last log lines and stderr, for a failure report. */
   private readonly tail: string[] = [];
   readonly exited: Promise<number | string>;
@@ -127,8 +127,11 @@ export class ServiceProcess {
     return code;
   }
 
-  /** Warnings and errors the service logged so far, e.g. `{"warn: NATS connection lost": 1}`. */
-  logCounts(): Record<string, number> {
+  /**
+   * Warnings and errors the service logged so far, by `level: msg`, each with its count and
+   * its first line (with the error's message and stack), e.g. for `relay pass failed`.
+   */
+  logCounts(): Record<string, { count: number; first: string }> {
     return Object.fromEntries(this.messages);
   }
 
@@ -145,7 +148,9 @@ export class ServiceProcess {
       // not JSON: kept as raw
     }
     // Bounded: a flood of distinct lines must not grow the bench's memory.
-    if (this.messages.has(key) || this.messages.size < 50) this.messages.set(key, (this.messages.get(key) ?? 0) + 1);
+    const seen = this.messages.get(key);
+    if (seen) seen.count++;
+    else if (this.messages.size < 50) this.messages.set(key, { count: 1, first: text.slice(0, 2_000) });
     this.keep(text);
   }
 
