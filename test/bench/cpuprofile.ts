@@ -30,11 +30,13 @@ export interface CpuProfile {
   timeDeltas: number[];
 }
 
+const IO_WRITES = 'I/O writes (native)';
+
 /** Ordered: the first rule whose test matches names the category. */
 const RULES: [string, (url: string, fn: string) => boolean][] = [
   ['GC', (_u, f) => f === '(garbage collector)'],
   // Native socket/pipe writes: their self time is mostly the write system call.
-  ['I/O writes (native)', (u, f) => u === '' && /^write(Buffer|v|Utf8String|Latin1String|AsciiString|UCS2String)$/.test(f)],
+  [IO_WRITES, (u, f) => u === '' && /^write(Buffer|v|Utf8String|Latin1String|AsciiString|UCS2String)$/.test(f)],
   ['idle', (_u, f) => f === '(idle)'],
   ['(program)', (_u, f) => f === '(program)'],
   ['MikroORM', (u) => u.includes('/node_modules/@mikro-orm/')],
@@ -98,6 +100,20 @@ export function summarizeProfile(profile: CpuProfile, locate: Locate = plainLoca
     const id = profile.samples[i]!;
     selfUs.set(id, (selfUs.get(id) ?? 0) + dur);
   }
+  const parentOf = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
+  /**
+   * Native socket writes say nothing by themselves: name the library that wrote (the first
+   * caller outside node's own stream code), e.g. `I/O writes: pg` for one write per statement.
+   */
+  const withOwner = (category: string, id: number): string => {
+    if (category !== IO_WRITES) return category;
+    for (let p = parentOf.get(id); p !== undefined; p = parentOf.get(p)) {
+      const owner = categorize(byId.get(p)!.callFrame);
+      if (owner !== 'node internals' && owner !== 'V8 builtins / native' && owner !== IO_WRITES) return `I/O writes: ${owner}`;
+    }
+    return category;
+  };
   const cats = new Map<string, number>();
   const fns = new Map<string, FunctionTotal>();
   let total = 0;
@@ -106,11 +122,11 @@ export function summarizeProfile(profile: CpuProfile, locate: Locate = plainLoca
     if (!node) continue;
     const ms = us / 1000;
     total += ms;
-    const category = categorize(node.callFrame);
+    const category = withOwner(categorize(node.callFrame), id);
     cats.set(category, (cats.get(category) ?? 0) + ms);
     const location = locate(node.callFrame);
     const name = node.callFrame.functionName || '(anonymous)';
-    const key = `${name}\0${location}`;
+    const key = `${name}\0${location}\0${category}`;
     const f = fns.get(key) ?? { name, category, location, selfMs: 0 };
     f.selfMs += ms;
     fns.set(key, f);

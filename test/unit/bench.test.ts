@@ -117,4 +117,24 @@ describe('bench cpuprofile', () => {
     expect(after.functions.find((f) => f.name === 'flush')?.selfMs).toBeCloseTo(1);
     expect(formatSummary(after)).toMatch(/^start-up 0\.00 s/);
   });
+
+  it('bench - a native socket write is counted to the library that wrote', () => {
+    const profile: CpuProfile = {
+      nodes: [
+        { id: 1, callFrame: frame('(root)', ''), children: [2] },
+        { id: 2, callFrame: frame('query', 'file:///r/node_modules/pg/lib/client.js'), children: [3] },
+        { id: 3, callFrame: frame('Writable.write', 'node:internal/streams/writable'), children: [4] },
+        { id: 4, callFrame: frame('writeBuffer', '') },
+      ],
+      startTime: 0,
+      endTime: 2000,
+      samples: [4, 2],
+      timeDeltas: [0, 1000],
+    };
+    const s = summarizeProfile(profile);
+    expect(s.categories).toEqual([
+      { category: 'I/O writes: pg', selfMs: 1 },
+      { category: 'pg', selfMs: 1 },
+    ]);
+  });
 });
