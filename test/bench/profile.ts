@@ -7,8 +7,8 @@
  * `--analyze <file.cpuprofile | dir>` only prints the summary of existing profiles;
  * `--top N` sets the number of functions (default 20).
  */
-import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { runBench } from './bench.js';
 import { formatSummary, sourceMapLocator, summarizeProfile, type CpuProfile } from './cpuprofile.js';
 import { parseOptions } from './options.js';
@@ -33,6 +33,16 @@ function profilesIn(path: string): string[] {
     .map((f) => join(path, f));
 }
 
+const READY_FILE = 'service-processes.json';
+
+/** Per pid, when each service of a profile run first answered (empty when not recorded). */
+function readyTimes(dir: string): Map<number, number> {
+  const file = join(dir, READY_FILE);
+  if (!existsSync(file)) return new Map();
+  const list = JSON.parse(readFileSync(file, 'utf8')) as { pid: number; readyAtUs: number }[];
+  return new Map(list.map((l) => [l.pid, l.readyAtUs]));
+}
+
 /** `readyAt`: per pid, when that service first answered (its start-up is reported apart). */
 function printProfiles(files: string[], top: number, readyAt = new Map<number, number>()): void {
   const locate = sourceMapLocator(ROOT);
@@ -50,7 +60,8 @@ async function main(): Promise<void> {
   const analyze = take(argv, '--analyze');
   const top = Number(take(argv, '--top') ?? 20);
   if (analyze) {
-    printProfiles(profilesIn(resolve(analyze)), top);
+    const files = profilesIn(resolve(analyze));
+    printProfiles(files, top, new Map(files.flatMap((f) => [...readyTimes(dirname(f))])));
     return;
   }
   const dir = join(ROOT, 'bench-profiles', new Date().toISOString().replace(/[:.]/g, '-'));
@@ -67,7 +78,9 @@ async function main(): Promise<void> {
   const files = profilesIn(dir);
   if (files.length === 0) throw new Error(`no .cpuprofile written in ${dir}`);
   console.log(`\none profile per service process started (in scenario order): ${dir}`);
-  printProfiles(files, top, new Map(launched.map((l) => [l.pid, l.readyAtUs])));
+  // Kept beside the profiles, so that --analyze can split off the start-up later too.
+  writeFileSync(join(dir, READY_FILE), `${JSON.stringify(launched, null, 2)}\n`);
+  printProfiles(files, top, readyTimes(dir));
   process.exit(report.errors.length ? 1 : 0);
 }
 
