@@ -57,6 +57,14 @@ export async function runBench(opts: BenchOptions): Promise<Report> {
   const rows: RowResult[] = [];
   const details: Record<string, unknown> = {};
   const errors: Report['errors'] = [];
+  // Ctrl-C must not leave a lobby_bench_* database and a stream behind (the service children
+  // are SIGKILLed on exit by service.ts).
+  const interrupted = () => {
+    console.error('interrupted: dropping the bench database and stream');
+    void env.close().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
     for (const s of opts.only) {
       const ts = performance.now();
@@ -73,6 +81,8 @@ export async function runBench(opts: BenchOptions): Promise<Report> {
       }
     }
   } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     await env.close();
   }
   meta.seconds = since(t0) / 1000;
