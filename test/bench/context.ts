@@ -27,7 +27,8 @@ export interface BenchContext {
   call: Caller;
   /** The service's environment (database, prefix, stream, raised limits, LOG_LEVEL=warn). */
   serviceEnv: Record<string, string>;
-  startService(extraEnv?: Record<string, string>): Promise<ServiceProcess>;
+  /** A fresh service child; `nodeArgs` come after the run's own (e.g. the profiler's). */
+  startService(extraEnv?: Record<string, string>, nodeArgs?: string[]): Promise<ServiceProcess>;
   /** A pg.Pool of `size` on the run's database, for the floors; ended by the caller. */
   pgPool(size: number): pg.Pool;
   log(message: string): void;
@@ -54,8 +55,8 @@ export function createContext(env: BenchEnv, opts: BenchOptions): BenchContext {
     opts,
     call,
     serviceEnv,
-    startService: (extraEnv = {}) =>
-      ServiceProcess.start({ env: { ...serviceEnv, ...extraEnv }, nodeArgs: opts.nodeArgs, probe: call }),
+    startService: (extraEnv = {}, nodeArgs = []) =>
+      ServiceProcess.start({ env: { ...serviceEnv, ...extraEnv }, nodeArgs: [...opts.nodeArgs, ...nodeArgs], probe: call }),
     pgPool: (size) => new pg.Pool({ connectionString: env.databaseUrl, max: size }),
     log: (message) => console.log(`  ${message}`),
   };

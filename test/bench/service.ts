@@ -111,6 +111,11 @@ export class ServiceProcess {
     return Number(m[1]);
   }
 
+  /** Sends `signal` (e.g. SIGUSR2 to a child started with gc-on-signal.js). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+
   /** Crash: SIGKILL, resolves once the process is gone. */
   async kill(): Promise<void> {
     this.child.kill('SIGKILL');

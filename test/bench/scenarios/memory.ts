@@ -4,8 +4,10 @@
  * second device), and after M sessions held mid-cycle (held.ts, long deadlines). Reported as
  * KiB per idle lobby and per running session beyond the previous level.
  *
- * GC cannot be triggered from outside: each level is the minimum of samples taken over 25 s
- * once the outbox is empty (every event published), long enough for V8's memory reducer.
+ * Each level is taken once the outbox is empty (every event published), after full garbage
+ * collections (the child is started with gc-on-signal.ts and sent SIGUSR2): without them RSS
+ * carries whatever garbage V8 has not given back yet (30 MiB for 15 s and more after a burst
+ * of 3,000 lobbies), which made the figures swing from run to run.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
@@ -18,24 +20,29 @@ import { pool } from '../stats.js';
 
 const CALLERS = 32;
 
-/** Minimum VmRSS (KiB) over a few samples once the outbox is empty. */
-async function settledRss(svc: ServiceProcess, db: pg.Pool, smoke: boolean): Promise<{ min: number; samples: number[] }> {
+/** The memory scenario's service runs a full GC on SIGUSR2 (gc-on-signal.ts). */
+export const GC_ON_SIGNAL = ['--expose-gc', '--import', './dist/test/bench/gc-on-signal.js'];
+
+/** VmRSS (KiB) once the outbox is empty, after full GCs: the minimum of a few samples. */
+async function settledRss(svc: ServiceProcess, db: pg.Pool): Promise<{ min: number; beforeGc: number; samples: number[] }> {
   await outboxEmpty(db);
-  // V8 gives heap back only when its memory reducer runs, about 15 s after allocation stops
-  // (measured: 219 -> 187 MiB at 16 s after 3,000 lobbies, flat before and after): sample for
-  // 25 s so that the minimum is taken after it.
-  await sleep(smoke ? 200 : 2_000);
-  const samples: number[] = [];
-  for (let i = 0; i < (smoke ? 3 : 32); i++) {
-    samples.push(svc.rssKiB());
-    await sleep(smoke ? 100 : 800);
+  const beforeGc = svc.rssKiB();
+  // Twice: objects with finalizers or weak references are only freed by the second one.
+  for (let i = 0; i < 2; i++) {
+    svc.signal('SIGUSR2');
+    await sleep(300);
   }
-  return { min: Math.min(...samples), samples };
+  const samples: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    samples.push(svc.rssKiB());
+    await sleep(100);
+  }
+  return { min: Math.min(...samples), beforeGc, samples };
 }
 
 export async function runMemory(ctx: BenchContext): Promise<ScenarioResult> {
   const { idleLobbies, running } = ctx.opts.sizes;
-  const svc = await ctx.startService();
+  const svc = await ctx.startService({}, GC_ON_SIGNAL);
   const db = ctx.pgPool(2);
   const call = ctx.call;
   try {
@@ -48,25 +55,27 @@ export async function runMemory(ctx: BenchContext): Promise<ScenarioResult> {
         await call.call(Subject['lobby.join'], `d-warm-b${i}`, { code: l.code });
       });
     }
-    const base = await settledRss(svc, db, ctx.opts.smoke);
+    const base = await settledRss(svc, db);
     ctx.log(`(d) base ${base.min} KiB; creating ${idleLobbies} idle lobbies...`);
 
     await pool(idleLobbies, CALLERS, async (i) => {
       const l = await call.call(Subject['lobby.create'], `d-idle-${i}`, {});
       if (i % 2 === 0) await call.call(Subject['lobby.join'], `d-guest-${i}`, { code: l.code });
     });
-    const idle = await settledRss(svc, db, ctx.opts.smoke);
+    const idle = await settledRss(svc, db);
     ctx.log(`(d) with idle lobbies ${idle.min} KiB; holding ${running} sessions mid-cycle...`);
 
     await holdSessions(call, 'd-run', running, CALLERS);
-    const sessions = await settledRss(svc, db, ctx.opts.smoke);
+    const sessions = await settledRss(svc, db);
     ctx.log(`(d) with running sessions ${sessions.min} KiB`);
 
     const perLobby = (idle.min - base.min) / idleLobbies;
     const perSession = (sessions.min - idle.min) / running;
+    // The same without the forced GCs: what a process that just did this work holds.
+    const noGc = `without forcing GC: ${((idle.beforeGc - base.beforeGc) / idleLobbies).toFixed(1)} KiB per idle lobby, ${((sessions.beforeGc - idle.beforeGc) / running).toFixed(1)} KiB per running session`;
     return {
       rows: [
-        { scenario: '(d) RSS at base', figure: base.min / 1024, unit: 'MiB' },
+        { scenario: '(d) RSS at base (after full GCs)', figure: base.min / 1024, unit: 'MiB', note: noGc },
         { scenario: `(d) RSS per idle lobby (${idleLobbies})`, figure: perLobby, unit: 'KiB', goal: { on: 'figure', op: '<=', value: 2 } },
         { scenario: `(d) RSS per running session (${running})`, figure: perSession, unit: 'KiB', goal: { on: 'figure', op: '<=', value: 50 } },
       ],
