@@ -3,7 +3,7 @@
  * the app reads with the wrong type, or missing, makes it drop the whole message silently, and
  * the measurement stalls; the simulated phone records that as a protocol violation instead.
  */
-import { EventName, Subject } from '../../subjects/index.js';
+import { EventName, LobbyUpdateType, Subject } from '../../subjects/index.js';
 
 /** One field the app could not use. */
 export interface Violation {
@@ -138,10 +138,10 @@ export interface LobbyView {
 /** Why a `lobby.get` answered after a `lobby.updated` does not show that change yet, if it does not. */
 export function staleness(change: Record<string, unknown>, view: LobbyView): string | undefined {
   const who = (id: unknown) => view.participants.find((p) => p.device_id === id);
-  if (change.type === 'participant_joined' && !who(change.device_id)) {
+  if (change.type === LobbyUpdateType.enum.participant_joined && !who(change.device_id)) {
     return `lobby.get after participant_joined does not list ${String(change.device_id)}`;
   }
-  if (change.type === 'role_assigned' && who(change.target_device_id)?.role !== change.role) {
+  if (change.type === LobbyUpdateType.enum.role_assigned && who(change.target_device_id)?.role !== change.role) {
     return `lobby.get after role_assigned does not show ${String(change.target_device_id)} as ${String(change.role)}`;
   }
   return undefined;

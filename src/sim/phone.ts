@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EventName, Subject, type Role } from '../../subjects/index.js';
+import { EventName, LobbyUpdateType, StepStatus, Subject, type Role } from '../../subjects/index.js';
 import { APP_PHASES, DEFAULT_AUDIO_DURATION_SECONDS, checkPush, staleness, type LobbyView } from './checks.js';
 import { Device } from './device.js';
 import { StepTimings, type StepName } from './timings.js';
@@ -234,7 +234,7 @@ export class Phone extends Device {
 
   private onLobbyUpdated(change: Record<string, unknown>): void {
     void this.refreshLobby(change);
-    if (this.isAdmin && change.type === 'participant_joined') {
+    if (this.isAdmin && change.type === LobbyUpdateType.enum.participant_joined) {
       void this.call(Subject['lobby.step_update'], { lobby_id: this.lobbyId, step_index: this.stepIndex });
       void this.call(Subject['lobby.profile_update'], { lobby_id: this.lobbyId, profile_id: this.profileId });
     }
@@ -329,7 +329,7 @@ export class Phone extends Device {
     if (twice) this.duplicatesSent++;
     // Both copies go out at once, so either may be the one the service takes.
     const [r, copy] = await Promise.all([this.call(subject, data), twice ? this.call(subject, data, true) : undefined]);
-    const took = [r, copy].find((x) => x?.usable && x.data.status !== 'duplicate');
+    const took = [r, copy].find((x) => x?.usable && x.data.status !== StepStatus.enum.duplicate);
     rec.status = took?.usable ? String(took.data.status) : r.usable ? String(r.data.status) : r.code;
     if (!r.usable) this.fail(`${subject} refused: ${r.code}`);
   }

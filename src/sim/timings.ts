@@ -3,7 +3,7 @@
  * recorder is shared by all phones of a simulation, because the command a step leads to often
  * arrives at another phone (a microphone's `ready` ends in `request_audio` at the speaker).
  */
-import { EventName } from '../../subjects/index.js';
+import { EventName, StepStatus } from '../../subjects/index.js';
 
 /** The steps a phone sends during a session (short names of their subjects). */
 export const STEPS = [
@@ -93,7 +93,7 @@ export class StepTimings {
     const out = Object.fromEntries(STEPS.map((s) => [s, [] as number[]])) as Record<StepName, number[]>;
     const gates = new Map<string, StepRecord>();
     for (const rec of this.records) {
-      if (rec.resultAt === undefined || rec.status === 'not_required' || rec.status === 'duplicate') continue;
+      if (rec.resultAt === undefined || rec.status === StepStatus.enum.not_required || rec.status === StepStatus.enum.duplicate) continue;
       const key = `${rec.sessionId}|${rec.step}|${rec.resultAt}`;
       const best = gates.get(key);
       if (!best || rec.sentAt > best.sentAt) gates.set(key, rec);

@@ -6,12 +6,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { SessionCreate } from '../../subjects/index.js';
+import { headers as natsHeaders } from '@nats-io/nats-core';
+import { EventName, Header, SessionCreate, Subject, broadcastSubject, type Envelope } from '../../subjects/index.js';
 import type { App } from '../../src/app.js';
 import { Measurement, type MeasurementResult } from '../../src/sim/measurement.js';
 import { NatsPhoneTransport } from '../../src/sim/nats-transport.js';
 import { STEPS, StepTimings } from '../../src/sim/timings.js';
-import { natsUrl } from '../helpers/infra.js';
+import { natsUrl, uniqueId, waitFor } from '../helpers/infra.js';
 import { createTestEnv, deleteStream, startService, type TestEnv } from '../helpers/service.js';
 
 let env: Awaited<ReturnType<typeof createTestEnv>>;
@@ -80,5 +81,76 @@ describe('simulate - app-like phones over NATS', () => {
     expect(r.duplicates).toBe(r.timings.records.length);
     // One copy of each step was taken, the other answered `duplicate`.
     expect(r.timings.records.every((x) => x.status === 'accepted')).toBe(true);
+  });
+});
+
+describe('simulate - the NATS transport plays the Gateway', () => {
+  it('simulate - requests carry Device-Id and a microsecond Request-Id (a UUID for room snapshots)', async () => {
+    const prefix = `${uniqueId('fake')}.`;
+    const seen: Array<{ subject: string; device?: string; request?: string }> = [];
+    const sub = nc.subscribe(`${prefix}>`, {
+      callback: (_e, m) => {
+        seen.push({ subject: m.subject, device: m.headers?.get(Header.deviceId), request: m.headers?.get(Header.requestId) });
+        if (m.subject.endsWith(Subject['lobby.get'])) m.respond(JSON.stringify({ lobby_id: 'L' }));
+        else {
+          const h = natsHeaders();
+          h.set(Header.serviceErrorCode, '404');
+          h.set(Header.serviceError, 'lobby not found');
+          m.respond(JSON.stringify({ error: { code: 'lobby_not_found', message: 'lobby not found' } }), { headers: h });
+        }
+      },
+    });
+    const t = new NatsPhoneTransport(nc, { prefix });
+    try {
+      const before = Date.now() * 1000;
+      expect(await t.request('dev-1', Subject['lobby.get'], { code: 'ABC' })).toEqual({ ok: true, data: { lobby_id: 'L' } });
+      expect(await t.request('dev-1', Subject['lobby.room_snapshot'], { lobby_id: 'L', room: {} })).toEqual({
+        ok: false,
+        status: 404,
+        error: { code: 'lobby_not_found', message: 'lobby not found' },
+      });
+      expect(seen.map((x) => [x.subject, x.device])).toEqual([
+        [`${prefix}lobby.get`, 'dev-1'],
+        [`${prefix}lobby.room_snapshot`, 'dev-1'],
+      ]);
+      expect(seen[0]!.request).toMatch(/^\d{16}$/);
+      expect(Number(seen[0]!.request)).toBeGreaterThanOrEqual(before);
+      expect(seen[1]!.request).toMatch(/^[0-9a-f-]{36}$/);
+      expect(t.counters).toMatchObject({ requests: 2, errors: 1 });
+    } finally {
+      sub.unsubscribe();
+      await t.close();
+    }
+  });
+
+  it('simulate - an envelope reaches only its targets, once per lobby and id', async () => {
+    const prefix = `${uniqueId('fake')}.`;
+    const t = new NatsPhoneTransport(nc, { prefix });
+    const got: Record<string, unknown[]> = { a: [], b: [], c: [] };
+    for (const d of Object.keys(got)) t.attach(d, (event, data) => got[d]!.push([event, data]));
+    await nc.flush();
+    const envelope = (lobby: string, id: number, targets: string[]): Envelope => ({
+      id,
+      event: EventName['lobby.step_update'],
+      lobby_id: lobby,
+      session_id: null,
+      data: { lobby_id: lobby, step_index: id, source_device_id: 'x' },
+      targets: { device_ids: targets },
+      created_at: new Date().toISOString(),
+    });
+    const publish = (e: Envelope) => nc.publish(broadcastSubject(e.lobby_id, e.event, prefix), JSON.stringify(e));
+    try {
+      publish(envelope('L1', 1, ['a', 'b']));
+      publish(envelope('L1', 1, ['a', 'b'])); // a re-publish after a crash
+      publish(envelope('L2', 1, ['c'])); // the same id in another lobby is another event
+      publish(envelope('L1', 2, ['b']));
+      await waitFor(() => t.counters.broadcasts === 4);
+      expect(t.counters.duplicateBroadcasts).toBe(1);
+      expect(got.a).toHaveLength(1);
+      expect(got.b).toHaveLength(2);
+      expect(got.c).toEqual([[EventName['lobby.step_update'], { lobby_id: 'L2', step_index: 1, source_device_id: 'x' }]]);
+    } finally {
+      await t.close();
+    }
   });
 });
