@@ -35,6 +35,8 @@ export class DatabaseHealth implements ReachabilityJudge {
   private checking?: Promise<boolean>;
   private retry?: NodeJS.Timeout;
   private stopped = false;
+  /** When a succeeding statement last ended an outage. */
+  private upSince = 0;
   private readonly pingEveryMs: number;
   private readonly pingTimeoutMs: number;
 
@@ -75,6 +77,7 @@ export class DatabaseHealth implements ReachabilityJudge {
     if (!this.outage.down || sentAt < this.outage.since) return;
     clearTimeout(this.retry);
     this.retry = undefined;
+    this.upSince = Date.now();
     this.outage.end();
   }
 
@@ -86,9 +89,12 @@ export class DatabaseHealth implements ReachabilityJudge {
 
   /** Pings now, or joins the ping under way; true when the database answered. */
   check(cause?: unknown): Promise<boolean> {
+    const startedAt = Date.now();
     this.checking ??= this.ping()
       .then((failure) => {
         if (failure === null) this.outage.end();
+        // A statement succeeded since this ping was sent: its failure is old news.
+        else if (startedAt < this.upSince) return true;
         else if (!this.stopped) {
           // `failures` counts failed statements, not pings.
           if (!this.outage.down) {

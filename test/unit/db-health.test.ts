@@ -86,6 +86,29 @@ describe('database health', () => {
     }
   });
 
+  it('health - a ping that fails after a statement succeeded does not start a new outage', async () => {
+    const { log, lines } = capture();
+    let release: (err: Error) => void = () => undefined;
+    let slow = false;
+    const probe = () =>
+      slow ? new Promise<void>((_, reject) => (release = reject)) : Promise.reject(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }));
+    const health = new DatabaseHealth(probe, log, { pingEveryMs: 5, pingTimeoutMs: 5_000 });
+    try {
+      health.report(new Error('Connection terminated unexpectedly'));
+      await until(() => !health.reachable);
+      // The next ping hangs (the server is starting up); a statement succeeds meanwhile.
+      slow = true;
+      await new Promise((r) => setTimeout(r, 30));
+      health.succeeded(Date.now());
+      release(new Error('the database system is starting up'));
+      await new Promise((r) => setTimeout(r, 30));
+      expect(health.reachable).toBe(true);
+      expect(lines.map((l) => l.msg)).toEqual(['database unreachable', 'database reachable again']);
+    } finally {
+      health.stop();
+    }
+  });
+
   it('health - a reminder while it stays down', async () => {
     const { log, lines } = capture();
     const { state, probe } = switchable();
