@@ -2,7 +2,7 @@
  * One line of words per timeline row, shared by the terminal and SVG charts: what the step or
  * broadcast was, the few data fields that tell it apart, and a mark's story in device names.
  */
-import { EventName, SessionFailure, type SessionTimeline, type TimelineMark, type TimelineRow } from '../../subjects/index.js';
+import { EventName, type SessionTimeline, type TimelineMark, type TimelineRow } from '../../subjects/index.js';
 
 /** Device id -> its column name (`Loudspeaker 1`, `microphone-2`, `admin`). */
 export type Names = (deviceId: string) => string;
@@ -40,7 +40,8 @@ function describeStep(row: Extract<TimelineRow, { kind: 'step' }>): string {
     case 'lobby_closed':
       return d.reason ? `${row.step} (${str(d.reason)})` : row.step;
     case 'error':
-      return `error ${str(d.error_code) || SessionFailure.device_error}`;
+      // The code and message are the mark's.
+      return 'error';
     default:
       return row.step;
   }
@@ -67,7 +68,7 @@ function describeBroadcast(row: Extract<TimelineRow, { kind: 'broadcast' }>): st
       extra = str(d.reason);
       break;
     case EventName['measurement.error']:
-      extra = `${str(d.error_code)} in ${str(d.phase)}`;
+      extra = `in ${str(d.phase)}`;
       break;
     case EventName['lobby.updated']:
       extra = str(d.type);

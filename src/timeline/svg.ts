@@ -13,10 +13,12 @@ export function esc(s: string): string {
 }
 
 const ROW = 24;
-const HEAD = 118;
+const HEAD = 132;
 const LANE = 170;
 const FIRST_LANE = 300;
-const WORDS_WIDTH = 560;
+/** Room for the words column at least, and a generous width per character of the longest line. */
+const WORDS_MIN = 420;
+const CHAR = 7.2;
 const RED = '#c62828';
 const STEP = '#1565c0';
 const BROADCAST = '#37474f';
@@ -51,7 +53,8 @@ export function renderSvg(t: SessionTimeline): string {
   const laneX = (i: number) => FIRST_LANE + i * LANE;
   const index = new Map(t.columns.map((c, i) => [c.device_id, i + 1]));
   const wordsX = laneX(t.columns.length) + 40;
-  const width = wordsX + WORDS_WIDTH;
+  const longest = Math.max(0, ...t.rows.map((r) => describeRow(r).length + (r.mark ? describeMark(r.mark, names).length + 3 : 0)));
+  const width = Math.ceil(wordsX + Math.max(WORDS_MIN, longest * CHAR + 24));
   const height = HEAD + t.rows.length * ROW + 40;
   const rowY = (i: number) => HEAD + i * ROW + ROW / 2;
   const parts: string[] = [];
@@ -78,7 +81,7 @@ export function renderSvg(t: SessionTimeline): string {
   for (const l of lanes) {
     parts.push(`<line class="life" x1="${l.x}" y1="${HEAD - 8}" x2="${l.x}" y2="${height - 24}"/>`);
     parts.push(
-      `<text class="lane" x="${l.x}" y="${HEAD - 66}" text-anchor="middle"><tspan class="name" x="${l.x}">${esc(l.title[0]!)}</tspan>` +
+      `<text class="lane" x="${l.x}" y="${HEAD - 68}" text-anchor="middle"><tspan class="name" x="${l.x}">${esc(l.title[0]!)}</tspan>` +
         `<tspan class="id" x="${l.x}" dy="17"> ${esc(l.title[1]!)}</tspan><tspan class="role" x="${l.x}" dy="15"> ${esc(l.title[2]!)}</tspan></text>`,
     );
   }
