@@ -11,11 +11,9 @@
  * - else: the service on this machine, `http://127.0.0.1:<HTTP_PORT or 8001>`.
  */
 import { parseArgs } from 'node:util';
-import { MikroORM } from '@mikro-orm/core';
 import { SessionTimeline } from '../../subjects/index.js';
 import { ConfigError, loadConfig } from '../config.js';
-import { ormOptions } from '../db/orm.js';
-import { Sql } from '../db/sql.js';
+import { CliRefusal as Refusal, withSql, type CliIo } from '../cli/io.js';
 import { createTimelineStore } from './store.js';
 import { renderText } from './text.js';
 
@@ -29,9 +27,6 @@ const USAGE = `usage: npm run timeline -- <session_id> [options]
 
 Without --url it reads DATABASE_URL's database directly when that is set (postgresql://, or a
 pglite: directory whose service is stopped), else asks http://127.0.0.1:$HTTP_PORT (8001).`;
-
-/** A failure with a message for the operator (no stack). */
-class Refusal extends Error {}
 
 async function fromHttp(base: string, sessionId: string, token: string | undefined): Promise<SessionTimeline> {
   const url = `${base.replace(/\/+$/, '')}/sessions/${encodeURIComponent(sessionId)}/timeline`;
@@ -49,24 +44,9 @@ async function fromHttp(base: string, sessionId: string, token: string | undefin
 }
 
 async function fromDatabase(databaseUrl: string, sessionId: string): Promise<SessionTimeline> {
-  const target = loadConfig({ DATABASE_URL: databaseUrl }).database;
-  if (target.kind === 'embedded' && target.dir === null) throw new Refusal('DATABASE_URL=memory: holds nothing to read; pass --url');
-  // The ORM only for its pool (as the service); no migrations: this tool never changes the schema.
-  const orm = await MikroORM.init(ormOptions(target));
-  try {
-    const t = await createTimelineStore(new Sql(orm)).timeline(sessionId);
-    if (!t) throw new Refusal(`session not found: ${sessionId}`);
-    return t;
-  } finally {
-    await orm.close(true);
-  }
-}
-
-/** Where the CLI writes and what it reads of its environment (a test passes its own). */
-export interface CliIo {
-  env: Record<string, string | undefined>;
-  stdout: { write(s: string): unknown; isTTY?: boolean };
-  stderr: { write(s: string): unknown };
+  const t = await withSql(loadConfig({ DATABASE_URL: databaseUrl }).database, (sql) => createTimelineStore(sql).timeline(sessionId));
+  if (!t) throw new Refusal(`session not found: ${sessionId}`);
+  return t;
 }
 
 /** Runs `npm run timeline` with `argv`; resolves with the exit code (failures are written to stderr). */
