@@ -36,17 +36,26 @@ const USAGE = `usage: npm run replay -- --lobby <lobby_id> [--from <id>] [--json
 Credentials come from NATS_CREDS, NATS_TOKEN or NATS_USER / NATS_PASSWORD, as for the service.`;
 
 const short = (id: string) => id.slice(0, 8);
+const UUIDS = /([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+/** Fields every line has already (lobby, session) or too big for one line. */
+const LEFT_OUT = new Set(['lobby', 'lobby_id', 'session_id', 'room', 'phase_description']);
+
+/** A value shortened for one line: UUIDs to their first 8 characters, long text cut. */
+function brief(v: string): string {
+  const s = v.replace(UUIDS, '$1');
+  return s.length > 48 ? `${s.slice(0, 47)}…` : s;
+}
 
 /** `key=value` for the few fields of `data` that tell events apart (never the whole lobby). */
 function summary(data: Record<string, unknown>): string {
   const parts: string[] = [];
   for (const [k, v] of Object.entries(data)) {
-    if (k === 'lobby' || k === 'lobby_id' || k === 'session_id' || k === 'room') continue;
-    if (v === null || ['string', 'number', 'boolean'].includes(typeof v)) parts.push(`${k}=${String(v)}`);
+    if (LEFT_OUT.has(k)) continue;
+    if (v === null || ['string', 'number', 'boolean'].includes(typeof v)) parts.push(`${k}=${brief(String(v))}`);
     else if (Array.isArray(v)) parts.push(`${k}=[${v.length}]`);
   }
   const text = parts.join(' ');
-  return text.length > 120 ? `${text.slice(0, 119)}…` : text;
+  return text.length > 160 ? `${text.slice(0, 159)}…` : text;
 }
 
 /** One readable line: id, time, event, targets, session, data summary. */
