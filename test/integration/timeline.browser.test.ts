@@ -3,9 +3,10 @@
  * no browser download) loads `GET /sessions/{id}/timeline.svg` of a real measurement from the
  * running service and shows every device's label; a label full of markup characters arrives as
  * text. Skipped, saying why, only where /usr/bin/chromium is missing (.ci/run installs it).
+ * Screenshots go to a temporary directory, kept (and named) with KEEP_SCREENSHOTS=1.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
@@ -18,6 +19,7 @@ import { startHarness } from '../helpers/service.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const present = existsSync(CHROMIUM);
+const keep = process.env.KEEP_SCREENSHOTS === '1';
 if (!present) console.warn(`timeline browser test skipped: ${CHROMIUM} is missing (apt-get install -y chromium)`);
 
 type Harness = Awaited<ReturnType<typeof startHarness>>;
@@ -53,6 +55,8 @@ describe.skipIf(!present)('timeline SVG - in chromium', () => {
     await browser?.close();
     await transport?.close();
     await h?.stop();
+    if (keep) console.info(`timeline screenshots kept in ${shots}`);
+    else if (shots) await rm(shots, { recursive: true, force: true });
   });
 
   /** Loads the SVG; returns the text of each <text> element that the browser lays out with a size. */
@@ -91,7 +95,6 @@ describe.skipIf(!present)('timeline SVG - in chromium', () => {
     for (const c of t.columns) expect(texts.some((x) => x.includes(c.label)), c.label).toBe(true);
     for (const row of t.rows) expect(texts).toContain(`+${row.offset_ms}`);
     for (const phase of ['waiting_ready', 'playing', 'uploading', 'completed']) expect(texts).toContain(phase);
-    console.info(`timeline screenshot: ${join(shots, 'completed.png')}`);
   }, 60_000);
 
   it('svg - labels and error messages with markup characters are shown as text', async () => {
@@ -103,7 +106,6 @@ describe.skipIf(!present)('timeline SVG - in chromium', () => {
     await step(h.client, { subject: 'measurement.error', device: mic, data: { session_id: sessionId, error_message: '<img src=x onerror=alert(1)>' } });
     const t = await timelineOf(sessionId);
     const texts = await shownTexts(sessionId, 'error.png');
-    console.info(`timeline screenshot: ${join(shots, 'error.png')}`);
     // Speaker, microphone and the admin (outside the session: it started the speaker).
     expect(t.columns.map((c) => c.role)).toEqual(['speaker', 'microphone', 'other']);
     for (const c of t.columns) expect(texts.some((x) => x.includes(c.label)), c.label).toBe(true);
