@@ -121,6 +121,17 @@ describe('timeline - a completed measurement', () => {
     }
   });
 
+  it('timeline - /openapi.json documents both routes with their media types and the JSON schema', async () => {
+    const doc = (await (await fetch(`${h.app.httpUrl}/openapi.json`)).json()) as any;
+    const json = doc.paths['/sessions/{session_id}/timeline'].get;
+    expect(json.responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/SessionTimeline' });
+    expect(json.parameters[0]).toMatchObject({ name: 'session_id', in: 'path', required: true });
+    expect(json.responses['4XX']).toBeDefined();
+    const svg = doc.paths['/sessions/{session_id}/timeline.svg'].get;
+    expect(Object.keys(svg.responses['200'].content)).toEqual(['image/svg+xml']);
+    expect(doc.components.schemas.SessionTimeline.properties.rows.type).toBe('array');
+  });
+
   it('timeline - the SVG is image/svg+xml and names every device', async () => {
     const r = await fetch(`${h.app.httpUrl}/sessions/${completed.sessionId}/timeline.svg`);
     expect(r.status).toBe(200);
