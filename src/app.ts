@@ -18,6 +18,7 @@ import { Sessions } from './measurement/sessions.js';
 import { ensureStream, jetStreamDestination } from './outbox/jetstream.js';
 import { OutboxRelay } from './outbox/relay.js';
 import { gatewaySinkDestination } from './outbox/sink.js';
+import { createTimelineStore } from './timeline/store.js';
 import { Dispatcher, type HandlerTable } from './transport/dispatch.js';
 import { IdempotencyStore } from './transport/idempotency.js';
 import { SharedJoinFailures } from './transport/join-failures.js';
@@ -127,6 +128,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       log,
       dispatcher,
       health: async () => ({ database: await db.ping(), nats: natsConnected(nc) }),
+      timelines: createTimelineStore(db.sql),
     });
     await http.listen({ host: config.http.host, port: config.http.port });
     const address = http.server.address();

@@ -22,7 +22,9 @@ import {
   SERVICE,
   SINK_PATH,
   SessionCreated,
+  SessionId,
   SessionStatus,
+  SessionTimeline,
   SinkBroadcast,
   StateReply,
   StepIndexReply,
@@ -35,8 +37,10 @@ import {
   V1StartLobby,
   commands,
   httpRoutes,
+  readRoutes,
   subjectNames,
   type HttpRoute,
+  type ReadRoute,
 } from '../../subjects/index.js';
 
 const VERSION = '0.1.0';
@@ -75,6 +79,7 @@ const replySchemas = new Map<z.ZodType, string>([
   [StepReply, 'StepReply'],
   [SessionStatus, 'SessionStatus'],
   [HealthReply, 'Health'],
+  [SessionTimeline, 'SessionTimeline'],
   [HttpErrorBody, 'Error'],
 ]);
 
@@ -148,6 +153,23 @@ function operation(id: string, route: HttpRoute): Json {
   return op;
 }
 
+/** A read route (no command behind it): its path parameter and its one media type. */
+function readOperation(id: string, route: ReadRoute): Json {
+  const schema = route.reply ? ref(replySchemas, route.reply) : { type: 'string' };
+  return {
+    operationId: id,
+    summary: route.summary,
+    parameters: [
+      { name: 'session_id', in: 'path', required: true, schema: inline(SessionId) },
+      { $ref: '#/components/parameters/RequestId' },
+    ],
+    responses: {
+      '200': { description: 'Success', content: { [route.contentType]: { schema } } },
+      ...errors,
+    },
+  };
+}
+
 /** Builds the document (once, at start-up). */
 export function openApiDocument(): Json {
   const paths: Record<string, Record<string, Json>> = {
@@ -179,6 +201,9 @@ export function openApiDocument(): Json {
   };
   for (const [id, route] of Object.entries(httpRoutes) as Array<[string, HttpRoute]>) {
     (paths[route.path] ??= {})[route.method.toLowerCase()] = operation(id, route);
+  }
+  for (const [id, route] of Object.entries(readRoutes) as Array<[string, ReadRoute]>) {
+    (paths[route.path] ??= {})[route.method.toLowerCase()] = readOperation(id, route);
   }
 
   return {

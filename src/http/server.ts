@@ -1,7 +1,7 @@
 /**
  * The HTTP shim (CONTRACT section 6): `GET /health`, the v1 REST endpoints (`v1.ts`),
  * `POST /gateway/handle` (`gateway.ts`), `GET /openapi.json` and `GET /asyncapi.json` (the NATS
- * interface, same auth as the rest). Every command endpoint
+ * interface, same auth as the rest), and the session timeline (`timeline.ts`). Every command endpoint
  * dispatches into the same `Dispatcher` as NATS; this file only wires Fastify: body reading,
  * the internal token, and error replies in the contract's shape for everything, including
  * unknown routes (404), wrong methods (405) and Fastify's own refusals.
@@ -20,6 +20,8 @@ import { echoRequestId, requestIdOf } from './inbound.js';
 import { asyncApiDocument } from '../docs/asyncapi.js';
 import { openApiDocument } from './openapi.js';
 import { registerV1Routes } from './v1.js';
+import { registerTimelineRoutes } from './timeline.js';
+import type { TimelineStore } from '../timeline/store.js';
 
 export interface HealthChecks {
   database: boolean;
@@ -31,6 +33,8 @@ export interface HttpDeps {
   log: Logger;
   dispatcher: Dispatcher;
   health: () => Promise<HealthChecks>;
+  /** Reads behind `GET /sessions/{id}/timeline(.svg)`. */
+  timelines: Pick<TimelineStore, 'timeline'>;
 }
 
 /** Methods answered with 405 on a known path that does not serve them. */
@@ -105,6 +109,7 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   app.get('/asyncapi.json', async (_req, reply) => reply.type('application/json; charset=utf-8').send(asyncapi));
   registerV1Routes(app, dispatcher);
   registerGatewayRoute(app, dispatcher);
+  registerTimelineRoutes(app, deps.timelines);
 
   // 405 for the other methods of every known path (a HEAD route comes with each GET).
   for (const [url, methods] of [...served]) {

@@ -42,8 +42,8 @@ export class NatsAuthError extends Error {
   override readonly name = 'NatsAuthError';
 }
 
-/** The authentication options of `config` (one method at most: config.ts enforces it). */
-function authOptions(config: Config['nats']) {
+/** The authentication options of `config` (one method at most: config.ts enforces it); the operator CLIs use them too. */
+export function authOptions(config: Config['nats']) {
   if (config.credsFile) return { authenticator: credsAuthenticator(readFileSync(config.credsFile)) };
   if (config.token !== undefined) return { token: config.token };
   if (config.user !== undefined) return { user: config.user, pass: config.password };
