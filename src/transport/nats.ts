@@ -17,6 +17,7 @@ import {
   UserAuthenticationExpiredError,
   credsAuthenticator,
   headers as natsHeaders,
+  Match,
   nuid,
   type Msg,
   type Subscription,
@@ -216,20 +217,22 @@ export class NatsService {
       requestId,
       connectionId: get(Header.connectionId),
       idempotencyKey: get(Header.idempotencyKey),
+      // Go clients canonicalize header names (`Traceparent`): match any case.
+      traceparent: h?.values(Header.traceparent, Match.IgnoreCase)[0],
     });
     const st = this.stats.get(subject)!;
     st.num_requests++;
+    // The micro spec's times are nanoseconds.
     st.processing_time += Math.round((performance.now() - t0) * 1e6);
     st.average_processing_time = Math.round(st.processing_time / st.num_requests);
-    if (!msg.reply) return;
-    // The micro spec's times are nanoseconds.
-    const hdrs = natsHeaders();
-    if (requestId) hdrs.set(Header.requestId, requestId);
     // `num_errors` is the micro spec's "errors returned": every error reply, refusals included.
     if (!outcome.ok) {
       st.num_errors++;
       st.last_error = `${outcome.error.code}: ${outcome.error.message}`;
     }
+    if (!msg.reply) return;
+    const hdrs = natsHeaders();
+    if (requestId) hdrs.set(Header.requestId, requestId);
     try {
       if (outcome.ok) {
         msg.respond(encoder.encode(JSON.stringify(outcome.reply)), { headers: hdrs });
