@@ -3,8 +3,9 @@
  * Migrations run at start-up. Callers get a fresh EntityManager fork per message through
  * `transaction()`; nothing uses the global EntityManager.
  */
+import type { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
-import { MikroORM, OptimisticLockError, type Options } from '@mikro-orm/core';
+import { MikroORM, OptimisticLockError, RequestContext, TransactionContext, type Options } from '@mikro-orm/core';
 import { Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver, type EntityManager } from '@mikro-orm/postgresql';
 import { PGlite } from '@electric-sql/pglite';
@@ -97,6 +98,13 @@ export class Database {
       const orm = await MikroORM.init(ormOptions(target, log, pglite));
       const applied = await migrate(orm, target);
       if (applied.length) log.info({ migrations: applied.map((m) => m.name) }, 'database migrated');
+      // The migrator's transaction switched MikroORM's AsyncLocalStorage on, and with it a
+      // promise hook that costs every promise of the process (3-4% of the main thread under
+      // load). Nothing on the command path uses it: switch it off (a later ORM transaction,
+      // e.g. in a test, switches it on again by itself).
+      for (const holder of [TransactionContext, RequestContext]) {
+        (holder as unknown as { storage: AsyncLocalStorage<unknown> }).storage.disable();
+      }
       return new Database(orm, target, pglite);
     } catch (err) {
       await pglite?.close().catch(() => undefined);

@@ -15,6 +15,8 @@ import type { MikroORM } from '@mikro-orm/core';
 /** The raw connection both drivers hand out: pg's `Client`, or PGlite. */
 interface RawConnection {
   query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+  /** pg only: its protocol connection and socket. */
+  connection?: { stream?: { cork?(): void; uncork?(): void } };
 }
 
 /** knex's tarn pool, as far as the metrics read it. */
@@ -52,7 +54,13 @@ export class Sql {
       throw err;
     }
     try {
-      const result = await connection.query(text, values);
+      // pg writes Parse, Bind, Describe, Execute and Sync to the socket one by one, all within
+      // query(): corked, they leave as one write (each write is a system call on the main thread).
+      const socket = connection.connection?.stream;
+      socket?.cork?.();
+      const pending = connection.query(text, values);
+      socket?.uncork?.();
+      const result = await pending;
       return result.rows as T[];
     } catch (err) {
       this.onError(err);

@@ -22,7 +22,7 @@ import { Mailboxes } from '../measurement/actor.js';
 import type { EventOrigin, EventRow, HandedBatch } from '../outbox/event-row.js';
 import type { IdempotencySpec } from '../transport/idempotency.js';
 import { Draft } from './draft.js';
-import { aggregateFromJson, type Aggregate, type LobbyRow, type ParticipantRow } from './model.js';
+import { aggregateFromJson, type Aggregate, type LobbyRow, type ParticipantRow, type SessionRecord } from './model.js';
 import { isUuid, type LobbyStore } from './store.js';
 
 /** What a command brings besides its decision (a `CommandContext` fits). */
@@ -234,10 +234,16 @@ export class Lobbies {
     applied: { version: number; session_version: number | null; prev_event_id: number | null; event_ids: number[] },
     opts: RunOptions,
   ): void {
-    const sessions = new Map(agg.sessions);
+    // Kept: the active session and the ones this command wrote (a finished session is still
+    // asked about for a while: late duplicates, results). Older ones are loaded again if named.
+    const sessions = new Map<string, SessionRecord>();
+    const active = draft.lobby.activeSessionId;
+    const kept = agg.sessions.get(active ?? '');
+    if (active && kept) sessions.set(active, kept);
     for (const w of draft.writtenSessions.values()) {
       sessions.set(w.id, { doc: w.doc, version: applied.session_version ?? (w.expect ?? 0) + 1 });
     }
+    for (const id of agg.sessions.keys()) if (!sessions.has(id)) this.sessionLobby.delete(id);
     const next: Aggregate = { lobby: draft.lobby, members: draft.members, version: applied.version, sessions };
     this.remember(next);
     if (applied.event_ids.length > 0) {

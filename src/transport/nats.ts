@@ -11,7 +11,8 @@
  * error with `Nats-Service-Error-Code` / `Nats-Service-Error` headers.
  */
 import { readFileSync } from 'node:fs';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectCoalescing } from './nats-socket.js';
 import {
   AuthorizationError,
   UserAuthenticationExpiredError,
@@ -58,7 +59,7 @@ export function authMethod(config: Config['nats']): 'creds' | 'token' | 'user' |
 export async function connectNats(config: Config['nats'], log: Logger, name = 'lobby-service'): Promise<NatsConnection> {
   let nc: NatsConnection;
   try {
-    nc = await connect({
+    nc = await connectCoalescing({
       servers: config.servers,
       name,
       // Keep trying forever: the default gives up after ~20 s, and a NATS outage must only delay.
