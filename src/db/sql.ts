@@ -19,14 +19,25 @@ interface RawConnection {
   connection?: { stream?: { cork?(): void; uncork?(): void } };
 }
 
+/** knex's tarn pool, as far as the metrics read it. */
+interface TarnPool {
+  numUsed(): number;
+  numFree(): number;
+  numPendingAcquires(): number;
+  max: number;
+}
+
 /** The knex client behind MikroORM's connection: its pool is what we borrow from. */
 interface KnexClient {
   acquireConnection(): Promise<RawConnection>;
   releaseConnection(connection: RawConnection): Promise<void>;
+  pool?: TarnPool;
 }
 
 export class Sql {
   private readonly client: KnexClient;
+  /** Told of every statement that failed (metrics); must not throw. */
+  onError: (err: unknown) => void = () => undefined;
 
   constructor(orm: MikroORM) {
     const knex = (orm.em.getConnection() as unknown as { getKnex(): { client: KnexClient } }).getKnex();
@@ -35,7 +46,13 @@ export class Sql {
 
   /** Runs one statement with bound parameters; returns its rows. */
   async query<T = Record<string, unknown>>(text: string, values: unknown[] = []): Promise<T[]> {
-    const connection = await this.client.acquireConnection();
+    let connection: RawConnection;
+    try {
+      connection = await this.client.acquireConnection();
+    } catch (err) {
+      this.onError(err);
+      throw err;
+    }
     try {
       // pg writes Parse, Bind, Describe, Execute and Sync to the socket one by one, all within
       // query(): corked, they leave as one write (each write is a system call on the main thread).
@@ -45,9 +62,19 @@ export class Sql {
       socket?.uncork?.();
       const result = await pending;
       return result.rows as T[];
+    } catch (err) {
+      this.onError(err);
+      throw err;
     } finally {
       await this.client.releaseConnection(connection);
     }
+  }
+
+  /** The pool's connections now (null when the driver has no knex pool). */
+  poolStats(): { used: number; free: number; pending: number; max: number } | null {
+    const pool = this.client.pool;
+    if (!pool || typeof pool.numUsed !== 'function') return null;
+    return { used: pool.numUsed(), free: pool.numFree(), pending: pool.numPendingAcquires(), max: pool.max };
   }
 
   /** The first row, or undefined. */

@@ -126,7 +126,7 @@ function operation(id: string, route: HttpRoute): Json {
       parameters.push({ name, in: 'query', required: false, schema: inline(LobbyEvents.shape[name]) });
     }
   }
-  parameters.push({ $ref: '#/components/parameters/RequestId' });
+  parameters.push({ $ref: '#/components/parameters/RequestId' }, { $ref: '#/components/parameters/Traceparent' });
   if (route.method === 'POST') parameters.push({ $ref: '#/components/parameters/IdempotencyKey' });
 
   let success: Json;
@@ -198,6 +198,21 @@ export function openApiDocument(): Json {
         responses: { '200': { description: 'AsyncAPI 3.0 document', ...json({ type: 'object' }) }, ...errors },
       },
     },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        summary:
+          'Prometheus metrics (text exposition format 0.0.4): requests, latencies, sessions by phase, deadlines, ' +
+          'outbox backlog and lag, rate limits, NATS and database pool, and the process (all prefixed `lobby_`)',
+        responses: {
+          '200': {
+            description: 'Prometheus text exposition',
+            content: { 'text/plain; version=0.0.4; charset=utf-8': { schema: { type: 'string' } } },
+          },
+          ...errors,
+        },
+      },
+    },
   };
   for (const [id, route] of Object.entries(httpRoutes) as Array<[string, HttpRoute]>) {
     (paths[route.path] ??= {})[route.method.toLowerCase()] = operation(id, route);
@@ -231,6 +246,13 @@ export function openApiDocument(): Json {
           parameters: [
             { name: HttpHeader.internalToken, in: 'header', required: false, schema: { type: 'string' } },
             {
+              name: Header.traceparent,
+              in: 'header',
+              required: false,
+              description: 'W3C trace context of the request (or deadline) that caused the broadcast',
+              schema: { type: 'string' },
+            },
+            {
               name: HttpHeader.eventId,
               in: 'header',
               required: true,
@@ -254,6 +276,14 @@ export function openApiDocument(): Json {
           in: 'header',
           required: false,
           description: `Correlation id (\`${Header.requestId}\` is accepted too); echoed in the response`,
+          schema: { type: 'string' },
+        },
+        Traceparent: {
+          name: Header.traceparent,
+          in: 'header',
+          required: false,
+          description:
+            'W3C trace context of the caller; the request runs as its child span, and the broadcasts it causes carry that span',
           schema: { type: 'string' },
         },
         IdempotencyKey: {

@@ -7,7 +7,8 @@
  * phase already failed and changes nothing: each deadline fires exactly once.
  */
 import type { Logger } from 'pino';
-import type { Sessions } from './sessions.js';
+import { startRequestTrace } from '../tracing/trace.js';
+import type { DueSession, Sessions } from './sessions.js';
 
 export class DeadlineScheduler {
   private running = false;
@@ -20,6 +21,8 @@ export class DeadlineScheduler {
   private pendingAt = Infinity;
   /** Ticks that changed a session (fired deadlines), since start. */
   fired = 0;
+  /** Told of each deadline this replica fired, by kind (`timeout`, ..., `next_speaker`); metrics. */
+  onFired: (kind: string) => void = () => undefined;
 
   constructor(
     private readonly sessions: Sessions,
@@ -58,10 +61,11 @@ export class DeadlineScheduler {
       let sleepMs = this.pollMs;
       try {
         const due = await this.sessions.due(Date.now());
-        const results = await Promise.allSettled(due.map((id) => this.sessions.tick(id)));
+        const results = await Promise.allSettled(due.map((d) => this.fire(d)));
         for (const [i, r] of results.entries()) {
-          if (r.status === 'rejected') this.log.warn({ err: r.reason, session_id: due[i] }, 'deadline tick failed; will retry');
-          else if (r.value.status === 'accepted') this.fired++;
+          const { sessionId, lobbyId } = due[i]!;
+          if (r.status === 'rejected') this.log.warn({ err: r.reason, session_id: sessionId, lobby_id: lobbyId }, 'deadline tick failed; will retry');
+          else if (r.value) this.fired++;
         }
         const next = await this.sessions.nextWake();
         if (next !== null) sleepMs = Math.max(0, Math.min(this.pollMs, next - Date.now()));
@@ -74,6 +78,23 @@ export class DeadlineScheduler {
       if (!this.running) break;
       await this.sleep(sleepMs);
     }
+  }
+
+  /**
+   * Ticks one due session, as a trace of its own (its broadcasts carry it). Resolves whether the
+   * tick was accepted.
+   */
+  private async fire({ sessionId, lobbyId }: DueSession): Promise<boolean> {
+    const trace = startRequestTrace();
+    const { reply, fired } = await this.sessions.tick(sessionId, { traceparent: trace.traceparent });
+    if (fired !== null) {
+      this.onFired(fired);
+      this.log.info(
+        { session_id: sessionId, lobby_id: lobbyId, fired, phase: reply.phase, trace_id: trace.traceId, span_id: trace.spanId },
+        'session deadline fired',
+      );
+    }
+    return reply.status === 'accepted';
   }
 
   private sleep(ms: number): Promise<void> {

@@ -28,6 +28,8 @@ export interface LanesContext {
   batch: number;
   /** Rows a lane keeps in memory. */
   maxQueue: number;
+  /** Called after each accepted delivery (metrics); must not throw. */
+  onDelivered?: (row: EventRow) => void;
 }
 
 export class Lanes {
@@ -229,6 +231,7 @@ export class Lanes {
         lane.lastActive = Date.now();
         this.ctx.marks.add(row.id);
         this.delivered++;
+        this.ctx.onDelivered?.(row);
         if (this.failingNow) {
           this.failingNow = false;
           this.ctx.log.info({ destination: this.ctx.dest.name }, 'relay delivering again');
