@@ -11,6 +11,7 @@ import { retriedFailure } from './errors.js';
 import { Database } from './db/orm.js';
 import { createHttpServer } from './http/server.js';
 import { Lobbies } from './lobby/actor.js';
+import { Metrics } from './metrics/metrics.js';
 import { createLobbyHandlers } from './lobby/handlers.js';
 import { createLobbyStore } from './lobby/store.js';
 import { createMeasurementHandlers } from './measurement/handlers.js';
@@ -19,6 +20,7 @@ import { Sessions } from './measurement/sessions.js';
 import { ensureStream, jetStreamDestination } from './outbox/jetstream.js';
 import { OutboxRelay } from './outbox/relay.js';
 import { gatewaySinkDestination } from './outbox/sink.js';
+import { createTimelineStore } from './timeline/store.js';
 import { Dispatcher, type HandlerTable } from './transport/dispatch.js';
 import { IdempotencyStore } from './transport/idempotency.js';
 import { SharedJoinFailures } from './transport/join-failures.js';
@@ -38,6 +40,8 @@ export interface App {
   scheduler: DeadlineScheduler;
   sessions: Sessions;
   lobbies: Lobbies;
+  /** Prometheus metrics (`GET /metrics`). */
+  metrics: Metrics;
   /** `http://host:port` the shim listens on. */
   httpUrl: string;
   /**
@@ -55,7 +59,9 @@ const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref()
 
 export async function startApp(config: Config, log: Logger): Promise<App> {
   const started = performance.now();
+  const metrics = new Metrics(log.child({ component: 'metrics' }));
   const db = await Database.open(config.database, log);
+  db.sql.onError = (err) => metrics.dbError(err);
   const cleanup: Array<() => Promise<unknown>> = [() => db.close()];
   try {
     const waiting = setTimeout(
@@ -77,7 +83,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
           db,
           gatewaySinkDestination({ gatewayUrl: config.gatewayUrl, token: config.gatewayToken }),
           log.child({ component: 'sink' }),
-          { holder, onStandbyNotify: () => nc.publish(kickSubject) },
+          { holder, onStandbyNotify: () => nc.publish(kickSubject), onDelivered: (row) => metrics.delivered('gateway-sink', row) },
         )
       : undefined;
     const lobbies = new Lobbies(createLobbyStore(db.sql), {
@@ -95,10 +101,15 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     relay = new OutboxRelay(db, destination, log.child({ component: 'relay' }), {
       holder,
       onStandbyNotify: () => nc.publish(kickSubject),
+      onDelivered: (row) => metrics.delivered('jetstream', row),
     });
     // Back from a NATS outage: publish the backlog now rather than at the end of a back-off.
     void (async () => {
-      for await (const s of nc.status()) if (s.type === 'reconnect') relay.retryNow();
+      for await (const s of nc.status()) {
+        if (s.type !== 'reconnect') continue;
+        metrics.natsReconnects.inc();
+        relay.retryNow();
+      }
     })();
     // Another replica wrote events while this one holds the lease: deliver them now.
     const kickSub = nc.subscribe(kickSubject, {
@@ -110,17 +121,24 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
 
     const sessions = new Sessions(lobbies, db.sql, config);
     const scheduler = new DeadlineScheduler(sessions, log.child({ component: 'deadlines' }));
+    scheduler.onFired = (kind) => metrics.deadlinesFired.inc({ kind });
+    const joinGuard = new JoinGuard(config.limits.joinFailuresPerMinute, joinFailures);
+    joinGuard.onRefused = () => metrics.rateLimited.inc({ kind: 'join_codes' });
     const handlers: HandlerTable = {
-      ...createLobbyHandlers({ lobbies, config, sessions, joinGuard: new JoinGuard(config.limits.joinFailuresPerMinute, joinFailures) }),
+      ...createLobbyHandlers({ lobbies, config, sessions, joinGuard }),
       ...createMeasurementHandlers({ lobbies, config, sessions }),
     };
     const idempotency = new IdempotencyStore(db.sql);
-    const dispatcher = new Dispatcher({
-      handlers,
-      log,
-      limits: new TokenBuckets(config.limits.ratePerSecond, config.limits.rateBurst),
-      idempotency,
-      health: db.health,
+    const buckets = new TokenBuckets(config.limits.ratePerSecond, config.limits.rateBurst);
+    buckets.onRefused = () => metrics.rateLimited.inc({ kind: 'token_bucket' });
+    const dispatcher = new Dispatcher({ handlers, log, limits: buckets, idempotency, metrics, health: db.health });
+    metrics.setSources({
+      sessionsByPhase: () => sessions.unfinishedByPhase(),
+      outboxBacklog: async () => {
+        const [published, sunk] = await Promise.all([relay.pending(), sink?.pending()]);
+        return { jetstream: published, ...(sunk === undefined ? {} : { 'gateway-sink': sunk }) };
+      },
+      dbPool: () => db.sql.poolStats(),
     });
     const service = new NatsService(nc, dispatcher, log.child({ component: 'nats' }), config.nats.subjectPrefix);
 
@@ -129,6 +147,8 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       log,
       dispatcher,
       health: async () => ({ database: await db.ping(), nats: natsConnected(nc) }),
+      timelines: createTimelineStore(db.sql),
+      metrics: () => metrics.scrape(),
     });
     await http.listen({ host: config.http.host, port: config.http.port });
     const address = http.server.address();
@@ -208,7 +228,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       })());
     const shutdownProgress = () => ({ step, nats_in_flight: service.inFlight });
 
-    return { config, db, nc, dispatcher, http, relay, sink, scheduler, sessions, lobbies, httpUrl, stop, shutdownProgress };
+    return { config, db, nc, dispatcher, http, relay, sink, scheduler, sessions, lobbies, metrics, httpUrl, stop, shutdownProgress };
   } catch (err) {
     for (const c of cleanup) await c().catch(() => undefined);
     throw err;

@@ -118,6 +118,10 @@ const schema = z.object({
   GATEWAY_URL: url(['http:', 'https:'], 'an http(s) URL').transform((s) => s.replace(/\/+$/, '')).optional(),
   PUBLIC_BASE_URL: url(['http:', 'https:'], 'an http(s) URL').transform((s) => s.replace(/\/+$/, '')).optional(),
   LOG_LEVEL: logLevel.default('info'),
+  LOG_PRETTY: z
+    .enum(['1', '0', 'true', 'false'], { message: 'must be 1 or 0' })
+    .transform((v) => v === '1' || v === 'true')
+    .optional(),
   EVENTS_MAX_AGE: duration.default(7 * 86_400_000),
   MAX_PARTICIPANTS: int(MAX_PARTICIPANTS.min, MAX_PARTICIPANTS.max).default(MAX_PARTICIPANTS.default),
   RATE_LIMIT_PER_SECOND: int(1, 100_000).default(20),
@@ -158,6 +162,8 @@ export interface Config {
   /** `INTERNAL_AUTH_TOKEN`: what the v1 sink sends to the Gateway (`X-Internal-Token`). */
   gatewayToken?: string;
   logLevel: z.infer<typeof logLevel>;
+  /** `LOG_PRETTY`: human-readable logs (true), JSON (false), or unset: pretty when stdout is a terminal. */
+  logPretty?: boolean;
   limits: {
     maxParticipants: number;
     ratePerSecond: number;
@@ -251,6 +257,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     gatewayUrl: e.GATEWAY_URL,
     gatewayToken: e.INTERNAL_AUTH_TOKEN,
     logLevel: e.LOG_LEVEL,
+    logPretty: e.LOG_PRETTY,
     limits: {
       maxParticipants: e.MAX_PARTICIPANTS,
       ratePerSecond: e.RATE_LIMIT_PER_SECOND,

@@ -9,7 +9,7 @@
 import { ConfigError, loadConfig } from './config.js';
 import { startApp, type App } from './app.js';
 import { startDevNatsIfNeeded } from './dev-nats.js';
-import { createLogger } from './log.js';
+import { createLogger, prettyLogs } from './log.js';
 import { NatsAuthError } from './transport/nats.js';
 
 /**
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, prettyLogs(config.logPretty));
   // Logs are written asynchronously: flush them before the process goes.
   const exit = (code: number) => log.flush(() => process.exit(code));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));

@@ -14,6 +14,12 @@ export const Header = {
   serviceError: 'Nats-Service-Error',
   /** JetStream de-duplication id of a broadcast: `<lobby_id>:<id>`. */
   msgId: 'Nats-Msg-Id',
+  /**
+   * W3C trace context (`00-<trace_id>-<span_id>-<flags>`). On a request (NATS or HTTP): its
+   * parent span, optional (read case-insensitively). On a broadcast (JetStream and the v1 sink
+   * POST): the span of the request that caused it, in the same trace.
+   */
+  traceparent: 'traceparent',
 } as const;
 
 /** Largest accepted request body (256 KiB); larger ones answer `payload_too_large`. */

@@ -20,6 +20,7 @@ import {
 import { ErrorBody } from './errors.js';
 import { eventNames, type EventName } from './events.js';
 import { DeviceId, Lobby, optional } from './objects.js';
+import { SessionTimeline } from './timeline.js';
 
 /** HTTP header names of the shim and the sink (the NATS ones are in `Header`). */
 export const HttpHeader = {
@@ -183,6 +184,42 @@ export const httpRoutes = {
   },
 } as const satisfies Record<string, HttpRoute>;
 export type HttpRouteId = keyof typeof httpRoutes;
+
+// ---- operator reads -------------------------------------------------------------------------
+
+/** A read for people and tools that runs no command: answered from the database directly. */
+export interface ReadRoute {
+  method: 'GET';
+  /** OpenAPI-style path (`{session_id}`). */
+  path: string;
+  /** Media type of the 200 reply. */
+  contentType: 'application/json' | 'image/svg+xml';
+  /** Schema of a JSON reply. */
+  reply?: z.ZodType;
+  summary: string;
+}
+
+/**
+ * The session timeline (subjects/timeline.ts), as JSON and as an SVG sequence chart. Unknown
+ * session ids answer `404 session_not_found`; `HTTP_AUTH_TOKEN` guards them like every path
+ * but `/health`.
+ */
+export const readRoutes = {
+  sessionTimeline: {
+    method: 'GET',
+    path: '/sessions/{session_id}/timeline',
+    contentType: 'application/json',
+    reply: SessionTimeline,
+    summary: "A session's steps and broadcasts in order, with millisecond offsets, phases and marks for deadlines and errors",
+  },
+  sessionTimelineSvg: {
+    method: 'GET',
+    path: '/sessions/{session_id}/timeline.svg',
+    contentType: 'image/svg+xml',
+    summary: 'The same timeline as an SVG sequence chart (one lane per device) for a browser',
+  },
+} as const satisfies Record<string, ReadRoute>;
+export type ReadRouteId = keyof typeof readRoutes;
 
 // ---- the v1 sink ----------------------------------------------------------------------------
 

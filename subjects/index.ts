@@ -10,3 +10,4 @@ export * from './events.js';
 export * from './headers.js';
 export * from './internal.js';
 export * from './http.js';
+export * from './timeline.js';

@@ -31,6 +31,14 @@ interface RawConnection {
   _ended?: boolean;
 }
 
+/** knex's tarn pool, as far as the metrics read it. */
+interface TarnPool {
+  numUsed(): number;
+  numFree(): number;
+  numPendingAcquires(): number;
+  max: number;
+}
+
 /** The knex client behind MikroORM's connection: its pool is what we borrow from. */
 interface KnexClient {
   acquireConnection(): Promise<RawConnection>;
@@ -38,6 +46,7 @@ interface KnexClient {
   /** A connection outside the pool, with the pool's settings (pg only). */
   acquireRawConnection?(): Promise<RawConnection>;
   destroyRawConnection?(connection: RawConnection): Promise<void>;
+  pool?: TarnPool;
 }
 
 /** Whether the driver has given up on this connection (the server closed it, the socket died). */
@@ -47,6 +56,8 @@ function isDead(c: RawConnection): boolean {
 
 export class Sql {
   private readonly client: KnexClient;
+  /** Told of every statement that failed (metrics); must not throw. */
+  onError: (err: unknown) => void = () => undefined;
   /** Told about every failure that is not the server's answer to a statement (src/db/health.ts). */
   onFailure?: (err: unknown) => void;
   /** Told about every statement that succeeded, with when it was sent (ends an outage at once). */
@@ -70,6 +81,7 @@ export class Sql {
     } catch (err) {
       // The pool could not connect (refused, reset, timed out, the server starting up or
       // shutting down, no name resolution), or had no connection to give for too long.
+      this.onError(err);
       this.onFailure?.(err);
       throw new DatabaseUnreachable('no connection to the database', { cause: err });
     }
@@ -88,10 +100,18 @@ export class Sql {
       this.onSuccess?.(sentAt);
       return result.rows as T[];
     } catch (err) {
+      this.onError(err);
       throw this.failed(err, connection);
     } finally {
       await this.client.releaseConnection(connection);
     }
+  }
+
+  /** The pool's connections now (null when the driver has no knex pool). */
+  poolStats(): { used: number; free: number; pending: number; max: number } | null {
+    const pool = this.client.pool;
+    if (!pool || typeof pool.numUsed !== 'function') return null;
+    return { used: pool.numUsed(), free: pool.numFree(), pending: pool.numPendingAcquires(), max: pool.max };
   }
 
   /** The first row, or undefined. */

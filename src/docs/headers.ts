@@ -73,6 +73,16 @@ export const HEADER_DOCS = {
       '`<lobby_id>:<id>` of the broadcast: JetStream drops a re-publish within the stream\'s duplicate window.',
     schema: { type: 'string', pattern: '^[^:]+:[0-9]+$' },
   },
+  traceparent: {
+    on: ['request', 'broadcast'],
+    required: [],
+    description:
+      'W3C trace context. On a request: the caller\'s span, optional; a malformed one is ignored and the ' +
+      'request starts a new trace. The request runs as a child span (same trace id, a new span id), logged as ' +
+      '`trace_id` / `span_id`. On a broadcast: that span of the request that caused it, or a new trace for ' +
+      'an event of a deadline that fired (absent only on events written before traces were recorded).',
+    schema: { type: 'string', pattern: '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$' },
+  },
 } as const satisfies Record<keyof typeof Header, HeaderDoc>;
 
 /** The JSON Schema of the headers a message of `place` carries. */

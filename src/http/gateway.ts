@@ -9,7 +9,7 @@ import { GatewayHandle, httpRoutes } from '../../subjects/index.js';
 import { fail } from '../errors.js';
 import type { Dispatcher } from '../transport/dispatch.js';
 import { sendError } from './errors.js';
-import { echoRequestId, idempotencyKeyOf, parseWith, requestIdOf } from './inbound.js';
+import { echoRequestId, idempotencyKeyOf, parseWith, requestIdOf, traceparentOf } from './inbound.js';
 
 export function registerGatewayRoute(app: FastifyInstance, dispatcher: Dispatcher): void {
   const route = httpRoutes.gatewayHandle;
@@ -33,6 +33,7 @@ export function registerGatewayRoute(app: FastifyInstance, dispatcher: Dispatche
         connectionId: client.connection_id,
         requestId,
         idempotencyKey: idempotencyKeyOf(req),
+        traceparent: traceparentOf(req),
       });
       if (!outcome.ok) return sendError(reply, outcome.error);
       return reply.send(outcome.reply);

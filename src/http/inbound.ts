@@ -29,6 +29,11 @@ export function idempotencyKeyOf(req: FastifyRequest): string | undefined {
   return header(req, Header.idempotencyKey);
 }
 
+/** The caller's W3C `traceparent` (HTTP header names are case-insensitive). */
+export function traceparentOf(req: FastifyRequest): string | undefined {
+  return header(req, Header.traceparent);
+}
+
 /** Echoes the correlation id under both names, on success and error replies alike. */
 export function echoRequestId(reply: FastifyReply, requestId: string | undefined): void {
   if (requestId === undefined) return;

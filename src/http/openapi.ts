@@ -22,7 +22,9 @@ import {
   SERVICE,
   SINK_PATH,
   SessionCreated,
+  SessionId,
   SessionStatus,
+  SessionTimeline,
   SinkBroadcast,
   StateReply,
   StepIndexReply,
@@ -35,8 +37,10 @@ import {
   V1StartLobby,
   commands,
   httpRoutes,
+  readRoutes,
   subjectNames,
   type HttpRoute,
+  type ReadRoute,
 } from '../../subjects/index.js';
 
 const VERSION = '0.1.0';
@@ -75,6 +79,7 @@ const replySchemas = new Map<z.ZodType, string>([
   [StepReply, 'StepReply'],
   [SessionStatus, 'SessionStatus'],
   [HealthReply, 'Health'],
+  [SessionTimeline, 'SessionTimeline'],
   [HttpErrorBody, 'Error'],
 ]);
 
@@ -121,7 +126,7 @@ function operation(id: string, route: HttpRoute): Json {
       parameters.push({ name, in: 'query', required: false, schema: inline(LobbyEvents.shape[name]) });
     }
   }
-  parameters.push({ $ref: '#/components/parameters/RequestId' });
+  parameters.push({ $ref: '#/components/parameters/RequestId' }, { $ref: '#/components/parameters/Traceparent' });
   if (route.method === 'POST') parameters.push({ $ref: '#/components/parameters/IdempotencyKey' });
 
   let success: Json;
@@ -146,6 +151,23 @@ function operation(id: string, route: HttpRoute): Json {
   }
   if (route.subject !== null) op['x-command'] = route.subject;
   return op;
+}
+
+/** A read route (no command behind it): its path parameter and its one media type. */
+function readOperation(id: string, route: ReadRoute): Json {
+  const schema = route.reply ? ref(replySchemas, route.reply) : { type: 'string' };
+  return {
+    operationId: id,
+    summary: route.summary,
+    parameters: [
+      { name: 'session_id', in: 'path', required: true, schema: inline(SessionId) },
+      { $ref: '#/components/parameters/RequestId' },
+    ],
+    responses: {
+      '200': { description: 'Success', content: { [route.contentType]: { schema } } },
+      ...errors,
+    },
+  };
 }
 
 /** Builds the document (once, at start-up). */
@@ -176,9 +198,27 @@ export function openApiDocument(): Json {
         responses: { '200': { description: 'AsyncAPI 3.0 document', ...json({ type: 'object' }) }, ...errors },
       },
     },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        summary:
+          'Prometheus metrics (text exposition format 0.0.4): requests, latencies, sessions by phase, deadlines, ' +
+          'outbox backlog and lag, rate limits, NATS and database pool, and the process (all prefixed `lobby_`)',
+        responses: {
+          '200': {
+            description: 'Prometheus text exposition',
+            content: { 'text/plain; version=0.0.4; charset=utf-8': { schema: { type: 'string' } } },
+          },
+          ...errors,
+        },
+      },
+    },
   };
   for (const [id, route] of Object.entries(httpRoutes) as Array<[string, HttpRoute]>) {
     (paths[route.path] ??= {})[route.method.toLowerCase()] = operation(id, route);
+  }
+  for (const [id, route] of Object.entries(readRoutes) as Array<[string, ReadRoute]>) {
+    (paths[route.path] ??= {})[route.method.toLowerCase()] = readOperation(id, route);
   }
 
   return {
@@ -206,6 +246,13 @@ export function openApiDocument(): Json {
           parameters: [
             { name: HttpHeader.internalToken, in: 'header', required: false, schema: { type: 'string' } },
             {
+              name: Header.traceparent,
+              in: 'header',
+              required: false,
+              description: 'W3C trace context of the request (or deadline) that caused the broadcast',
+              schema: { type: 'string' },
+            },
+            {
               name: HttpHeader.eventId,
               in: 'header',
               required: true,
@@ -229,6 +276,14 @@ export function openApiDocument(): Json {
           in: 'header',
           required: false,
           description: `Correlation id (\`${Header.requestId}\` is accepted too); echoed in the response`,
+          schema: { type: 'string' },
+        },
+        Traceparent: {
+          name: Header.traceparent,
+          in: 'header',
+          required: false,
+          description:
+            'W3C trace context of the caller; the request runs as its child span, and the broadcasts it causes carry that span',
           schema: { type: 'string' },
         },
         IdempotencyKey: {

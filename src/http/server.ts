@@ -1,7 +1,8 @@
 /**
  * The HTTP shim (CONTRACT section 6): `GET /health`, the v1 REST endpoints (`v1.ts`),
- * `POST /gateway/handle` (`gateway.ts`), `GET /openapi.json` and `GET /asyncapi.json` (the NATS
- * interface, same auth as the rest). Every command endpoint
+ * `POST /gateway/handle` (`gateway.ts`), `GET /openapi.json`, `GET /asyncapi.json` (the NATS
+ * interface), `GET /metrics` (Prometheus) and the session timeline (`timeline.ts`), all with the
+ * same auth as the rest. Every command endpoint
  * dispatches into the same `Dispatcher` as NATS; this file only wires Fastify: body reading,
  * the internal token, and error replies in the contract's shape for everything, including
  * unknown routes (404), wrong methods (405) and Fastify's own refusals.
@@ -20,6 +21,8 @@ import { echoRequestId, requestIdOf } from './inbound.js';
 import { asyncApiDocument } from '../docs/asyncapi.js';
 import { openApiDocument } from './openapi.js';
 import { registerV1Routes } from './v1.js';
+import { registerTimelineRoutes } from './timeline.js';
+import type { TimelineStore } from '../timeline/store.js';
 
 export interface HealthChecks {
   database: boolean;
@@ -31,6 +34,10 @@ export interface HttpDeps {
   log: Logger;
   dispatcher: Dispatcher;
   health: () => Promise<HealthChecks>;
+  /** Reads behind `GET /sessions/{id}/timeline(.svg)`. */
+  timelines: Pick<TimelineStore, 'timeline'>;
+  /** The Prometheus exposition (`GET /metrics`). */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
 }
 
 /** Methods answered with 405 on a known path that does not serve them. */
@@ -103,8 +110,16 @@ export async function createHttpServer(deps: HttpDeps): Promise<FastifyInstance>
   // Serialised once: the document is large and never changes while the process runs.
   const asyncapi = JSON.stringify(asyncApiDocument());
   app.get('/asyncapi.json', async (_req, reply) => reply.type('application/json; charset=utf-8').send(asyncapi));
+  const { metrics } = deps;
+  if (metrics) {
+    app.get('/metrics', async (_req, reply) => {
+      const { contentType, body } = await metrics();
+      return reply.type(contentType).send(body);
+    });
+  }
   registerV1Routes(app, dispatcher);
   registerGatewayRoute(app, dispatcher);
+  registerTimelineRoutes(app, deps.timelines);
 
   // 405 for the other methods of every known path (a HEAD route comes with each GET).
   for (const [url, methods] of [...served]) {

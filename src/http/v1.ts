@@ -20,7 +20,7 @@ import {
 } from '../../subjects/index.js';
 import type { Dispatcher } from '../transport/dispatch.js';
 import { sendError } from './errors.js';
-import { idempotencyKeyOf, parseWith, requestIdOf } from './inbound.js';
+import { idempotencyKeyOf, parseWith, requestIdOf, traceparentOf } from './inbound.js';
 
 /** What a v1 request means on the command side. */
 interface Command {
@@ -119,6 +119,7 @@ export function registerV1Routes(app: FastifyInstance, dispatcher: Dispatcher): 
           deviceId: cmd.deviceId,
           requestId,
           idempotencyKey: idempotencyKeyOf(req),
+          traceparent: traceparentOf(req),
           trusted: cmd.trusted,
         });
         if (!outcome.ok) return sendError(reply, outcome.error);

@@ -19,7 +19,7 @@
 import type { Logger } from 'pino';
 import { fail, ServiceError } from '../errors.js';
 import { Mailboxes } from '../measurement/actor.js';
-import type { EventRow, HandedBatch } from '../outbox/event-row.js';
+import type { EventOrigin, EventRow, HandedBatch } from '../outbox/event-row.js';
 import type { IdempotencySpec } from '../transport/idempotency.js';
 import { Draft } from './draft.js';
 import { aggregateFromJson, type Aggregate, type LobbyRow, type ParticipantRow, type SessionRecord } from './model.js';
@@ -31,6 +31,11 @@ export interface RunOptions {
   idempotency?: IdempotencySpec;
   /** The request's W3C trace context, carried into its broadcasts. */
   traceparent?: string;
+  /** The request's subject and arrival (`performance.now()`), carried on its first broadcast for metrics. */
+  subject?: string;
+  receivedAt?: number;
+  /** Told which lobby the command runs on, once `run` / `create` knows (for its log line). */
+  located?: (lobbyId: string) => void;
   /** The refusal when the lobby does not exist (default `lobby_not_found` / `session_not_found`). */
   notFound?: () => ServiceError;
 }
@@ -95,6 +100,7 @@ export class Lobbies {
         if (!preloaded) throw notFound();
         lobbyId = preloaded.lobby.id;
       }
+      opts.located?.(lobbyId);
       const outcome = await this.mailboxes.send(lobbyId, () => this.attempt(lobbyId, ref, preloaded, decide, opts, notFound));
       if (outcome.done) return outcome.reply;
       if (preloaded || resolved >= 3) throw notFound();
@@ -146,7 +152,7 @@ export class Lobbies {
         const applied = await this.store.apply(draft.change({ sink: this.opts.sink, idempotency: opts.idempotency, reply }));
         if (applied.ok) {
           if (opts.idempotency) opts.idempotency.kept = true;
-          this.committed(agg, draft, applied);
+          this.committed(agg, draft, applied, opts);
           return { done: true, reply };
         }
         if (applied.reason === 'missing') {
@@ -175,6 +181,7 @@ export class Lobbies {
     opts: RunOptions = {},
   ): Promise<T> {
     const agg: Aggregate = { lobby, members: [], version: 0, sessions: new Map() };
+    opts.located?.(lobby.id);
     return this.mailboxes.send(lobby.id, async () => {
       const draft = new Draft(agg, async () => null, true, opts.traceparent ?? null);
       draft.members.push(creator);
@@ -182,7 +189,7 @@ export class Lobbies {
       const applied = await this.store.apply(draft.change({ sink: this.opts.sink, idempotency: opts.idempotency, reply }));
       if (!applied.ok) throw new Error(`lobby ${lobby.id}: create refused (${applied.reason})`);
       if (opts.idempotency) opts.idempotency.kept = true;
-      this.committed(agg, draft, applied);
+      this.committed(agg, draft, applied, opts);
       this.trim(lobby.id);
       return reply;
     });
@@ -221,7 +228,12 @@ export class Lobbies {
     return this.store.load(key, 'sessionId' in ref ? ref.sessionId : null);
   }
 
-  private committed(agg: Aggregate, draft: Draft, applied: { version: number; session_version: number | null; prev_event_id: number | null; event_ids: number[] }): void {
+  private committed(
+    agg: Aggregate,
+    draft: Draft,
+    applied: { version: number; session_version: number | null; prev_event_id: number | null; event_ids: number[] },
+    opts: RunOptions,
+  ): void {
     // Kept: the active session and the ones this command wrote (a finished session is still
     // asked about for a while: late duplicates, results). Older ones are loaded again if named.
     const sessions = new Map<string, SessionRecord>();
@@ -237,6 +249,8 @@ export class Lobbies {
     if (applied.event_ids.length > 0) {
       const lobbyId = draft.lobby.id;
       const createdAt = draft.eventsAt;
+      const origin: EventOrigin | undefined =
+        opts.subject !== undefined && opts.receivedAt !== undefined ? { subject: opts.subject, receivedAt: opts.receivedAt } : undefined;
       this.opts.onCommit({
         lobbyId,
         prevEventId: applied.prev_event_id === null ? null : Number(applied.prev_event_id),
@@ -248,6 +262,8 @@ export class Lobbies {
           payload: e.data,
           targets: e.targets,
           createdAt,
+          traceparent: draft.traceparent,
+          ...(i === 0 && origin ? { origin } : {}),
         })),
       });
     }

@@ -8,7 +8,8 @@
  */
 import type { Logger } from 'pino';
 import { retriedFailure } from '../errors.js';
-import type { Sessions } from './sessions.js';
+import { startRequestTrace } from '../tracing/trace.js';
+import type { DueSession, Sessions } from './sessions.js';
 
 export class DeadlineScheduler {
   private running = false;
@@ -25,6 +26,8 @@ export class DeadlineScheduler {
   failures = 0;
   /** Failures since the last pass without one. */
   private streak = 0;
+  /** Told of each deadline this replica fired, by kind (`timeout`, ..., `next_speaker`); metrics. */
+  onFired: (kind: string) => void = () => undefined;
 
   constructor(
     private readonly sessions: Sessions,
@@ -64,10 +67,11 @@ export class DeadlineScheduler {
       const failedBefore = this.failures;
       try {
         const due = await this.sessions.due(Date.now());
-        const results = await Promise.allSettled(due.map((id) => this.sessions.tick(id)));
+        const results = await Promise.allSettled(due.map((d) => this.fire(d)));
         for (const [i, r] of results.entries()) {
-          if (r.status === 'rejected') this.failed(r.reason, 'deadline tick failed; will retry', { session_id: due[i] });
-          else if (r.value.status === 'accepted') this.fired++;
+          const { sessionId, lobbyId } = due[i]!;
+          if (r.status === 'rejected') this.failed(r.reason, 'deadline tick failed; will retry', { session_id: sessionId, lobby_id: lobbyId });
+          else if (r.value) this.fired++;
         }
         const next = await this.sessions.nextWake();
         if (next !== null) sleepMs = Math.max(0, Math.min(this.pollMs, next - Date.now()));
@@ -91,6 +95,23 @@ export class DeadlineScheduler {
     this.failures++;
     const { level, fields: why } = retriedFailure(err, this.streak++ === 0);
     this.log[level]({ ...why, ...fields }, msg);
+  }
+
+  /**
+   * Ticks one due session, as a trace of its own (its broadcasts carry it). Resolves whether the
+   * tick was accepted.
+   */
+  private async fire({ sessionId, lobbyId }: DueSession): Promise<boolean> {
+    const trace = startRequestTrace();
+    const { reply, fired } = await this.sessions.tick(sessionId, { traceparent: trace.traceparent });
+    if (fired !== null) {
+      this.onFired(fired);
+      this.log.info(
+        { session_id: sessionId, lobby_id: lobbyId, fired, phase: reply.phase, trace_id: trace.traceId, span_id: trace.spanId },
+        'session deadline fired',
+      );
+    }
+    return reply.status === 'accepted';
   }
 
   private sleep(ms: number): Promise<void> {

@@ -10,21 +10,35 @@ import { EventName, type StepReply } from '../../subjects/index.js';
 import type { Config } from '../config.js';
 import type { Sql } from '../db/sql.js';
 import { fail } from '../errors.js';
-import type { Lobbies } from '../lobby/actor.js';
+import type { Lobbies, RunOptions } from '../lobby/actor.js';
 import type { Draft } from '../lobby/draft.js';
 import type { LobbyRow, SessionRecord } from '../lobby/model.js';
 import { joinedDeviceIds } from '../lobby/rules.js';
 import { isUuid } from '../lobby/store.js';
 import { toLobby } from '../lobby/view.js';
-import type { CommandContext } from '../transport/context.js';
 import type { SessionHooks } from './hooks.js';
 import type { Session, Step, StepContext, TransitionResult } from './model.js';
 import { sessionDevices, transition, wakeAt } from './transition.js';
 
-/** Sessions whose wake time has passed, oldest first. */
-const DUE = `select id from measurement_sessions where wake_at <= $1::timestamptz order by wake_at limit $2`;
+/** Sessions whose wake time has passed, oldest first (index `measurement_sessions_wake`). */
+const DUE = `select id, lobby_id from measurement_sessions where wake_at <= $1::timestamptz order by wake_at limit $2`;
 /** The earliest wake time of any session. */
 const NEXT_WAKE = `select (extract(epoch from min(wake_at)) * 1000)::float8 as wake_ms from measurement_sessions where wake_at is not null`;
+/** Unfinished sessions per phase (metrics, at scrape time; the unfinished ones are few). */
+const UNFINISHED_BY_PHASE = `select phase, count(*)::int as n from measurement_sessions
+  where state in ('created', 'running') group by phase`;
+
+/** A session due to wake, and its lobby (for log lines). */
+export interface DueSession {
+  sessionId: string;
+  lobbyId: string;
+}
+
+/** What a tick did: its reply, and what fired (`timeout`, ..., `next_speaker`) if it changed the session. */
+export interface TickResult {
+  reply: StepReply;
+  fired: string | null;
+}
 
 /** A step as the timeline records it: a protocol step, or the session's creation. */
 export type TimelineStep = Step | { kind: 'create_session'; device_id: string };
@@ -83,8 +97,10 @@ export class Sessions implements SessionHooks {
   step<R = StepReply>(
     sessionId: string,
     step: Step,
-    ctx?: CommandContext,
+    ctx?: RunOptions,
     shape: (r: StepReply) => R = (r) => r as R,
+    /** Told of the timeline entry of each decision (the last one is what was committed). */
+    recorded?: (detail: Record<string, unknown> | null) => void,
   ): Promise<R> {
     if (!isUuid(sessionId)) return Promise.reject(fail.sessionNotFound());
     return this.lobbies.run(
@@ -93,7 +109,8 @@ export class Sessions implements SessionHooks {
         const record = await tx.session(sessionId);
         if (!record) throw fail.sessionNotFound();
         const result = transition(record.doc, step, this.stepContext(tx.lobby, joinedDeviceIds(tx.members)));
-        this.persist(tx, record, result, step);
+        const changed = this.persist(tx, record, result, step);
+        recorded?.(changed ? stepDetail(step, result) : null);
         return shape({
           ok: true,
           session_id: sessionId,
@@ -111,10 +128,11 @@ export class Sessions implements SessionHooks {
    * broadcasts, and the lobby effect. `base` is the stored record it was decided from (null for
    * a new session).
    */
-  persist(tx: Draft, base: SessionRecord | null, result: TransitionResult, step: TimelineStep, applyLobby = true): void {
+  persist(tx: Draft, base: SessionRecord | null, result: TransitionResult, step: TimelineStep, applyLobby = true): boolean {
     const session = result.session;
     const wake = wakeAt(session, { presence_grace_ms: this.config.measurement.presenceGraceMs });
-    if (base === null || session !== base.doc) {
+    const changed = base === null || session !== base.doc;
+    if (changed) {
       tx.writeSession(session.session_id, base, session, wake);
       tx.recordStep({
         session_id: session.session_id,
@@ -146,6 +164,7 @@ export class Sessions implements SessionHooks {
       });
     }
     if (wake !== null) this.onWake(wake);
+    return changed;
   }
 
   /** The lobby's unfinished session, if any. */
@@ -182,9 +201,15 @@ export class Sessions implements SessionHooks {
   }
 
   /** Sessions whose wake time has passed (deadline, presence grace, next speaker), oldest first. */
-  async due(now: number, limit = 100): Promise<string[]> {
-    const rows = await this.sql.query<{ id: string }>(DUE, [new Date(now).toISOString(), limit]);
-    return rows.map((r) => r.id);
+  async due(now: number, limit = 100): Promise<DueSession[]> {
+    const rows = await this.sql.query<{ id: string; lobby_id: string }>(DUE, [new Date(now).toISOString(), limit]);
+    return rows.map((r) => ({ sessionId: r.id, lobbyId: r.lobby_id }));
+  }
+
+  /** Unfinished sessions per phase, database-wide (one grouped count; for metrics). */
+  async unfinishedByPhase(): Promise<Record<string, number>> {
+    const rows = await this.sql.query<{ phase: string; n: number }>(UNFINISHED_BY_PHASE);
+    return Object.fromEntries(rows.map((r) => [r.phase, Number(r.n)]));
   }
 
   /** The earliest wake time of any session, or null. */
@@ -193,8 +218,15 @@ export class Sessions implements SessionHooks {
     return row?.wake_ms === null || row?.wake_ms === undefined ? null : Number(row.wake_ms);
   }
 
-  /** Fires whatever is due for a session (a no-op when another replica already did). */
-  async tick(sessionId: string): Promise<StepReply> {
-    return this.step(sessionId, { kind: 'tick' });
+  /**
+   * Fires whatever is due for a session (a no-op when another replica already did). `ctx` gives
+   * the tick its trace context (carried into the broadcasts it causes).
+   */
+  async tick(sessionId: string, ctx?: Pick<RunOptions, 'traceparent'>): Promise<TickResult> {
+    let fired: string | null = null;
+    const reply = await this.step(sessionId, { kind: 'tick' }, ctx, undefined, (detail) => {
+      fired = typeof detail?.fired === 'string' ? detail.fired : null;
+    });
+    return { reply, fired };
   }
 }

@@ -15,6 +15,22 @@ export interface EventRow {
   /** Device ids the broadcast is meant for. */
   targets: string[];
   createdAt: Date;
+  /** W3C `traceparent` of the request (or deadline) that caused the event; null if none was recorded. */
+  traceparent: string | null;
+  /**
+   * On the first row of a handed batch only: the request that caused it and when it reached the
+   * dispatcher (`performance.now()` of this process), for the request -> broadcast latency.
+   * Rows read from the database have none.
+   */
+  origin?: EventOrigin;
+}
+
+/** Which request caused a handed batch, and when it arrived. */
+export interface EventOrigin {
+  /** The command's subject (aliases under their target). */
+  subject: string;
+  /** `performance.now()` when the request reached the dispatcher. */
+  receivedAt: number;
 }
 
 /**
@@ -42,11 +58,12 @@ export interface EventRecord {
   targets: string[];
   /** Milliseconds since the epoch (float8): `pg` would hand timestamptz over as text. */
   created_ms: number;
+  traceparent: string | null;
 }
 
 /** The select list that yields an `EventRecord`, for `lobby_events` aliased `e`. */
 export const EVENT_COLUMNS =
-  'e.id, e.lobby_id, e.session_id, e.type, e.payload, e.targets, extract(epoch from e.created_at)::float8 * 1000 as created_ms';
+  'e.id, e.lobby_id, e.session_id, e.type, e.payload, e.targets, extract(epoch from e.created_at)::float8 * 1000 as created_ms, e.traceparent';
 
 export function eventRowOf(r: EventRecord): EventRow {
   return {
@@ -59,5 +76,6 @@ export function eventRowOf(r: EventRecord): EventRow {
     // Truncated to the millisecond like a parsed timestamp, with half a microsecond of slack:
     // the float may land a hair below the stored value.
     createdAt: new Date(Math.floor(r.created_ms + 0.0005)),
+    traceparent: r.traceparent ?? null,
   };
 }

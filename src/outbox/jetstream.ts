@@ -2,7 +2,7 @@
  * The JetStream side of the outbox: the `LOBBY_EVENTS` stream (created or updated at
  * start-up) and the destination that publishes event rows into it.
  */
-import { nanos, type NatsConnection } from '@nats-io/nats-core';
+import { headers as natsHeaders, nanos, type NatsConnection } from '@nats-io/nats-core';
 import {
   DiscardPolicy,
   JetStreamApiError,
@@ -15,6 +15,7 @@ import {
 } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import {
+  Header,
   allBroadcastsFilter,
   broadcastMsgId,
   broadcastSubject,
@@ -167,12 +168,14 @@ export function jetStreamDestination(
         log.info({ lobby_id: row.lobbyId, id: row.id }, 'event already in the stream (published before a restart); not republished');
         return;
       }
-      // `msgID` is sent as the `Nats-Msg-Id` header.
+      // `msgID` is sent as the `Nats-Msg-Id` header; the trace context of the cause beside it.
+      const headers = row.traceparent === null ? undefined : natsHeaders();
+      if (row.traceparent !== null) headers!.set(Header.traceparent, row.traceparent);
       const ack = await untilAckPossible(
         js.publish(
           broadcastSubject(row.lobbyId, row.type as EventName, prefix),
           encoder.encode(JSON.stringify(envelopeOf(row))),
-          { msgID: broadcastMsgId(row.lobbyId, row.id), timeout: PUBLISH_TIMEOUT_MS },
+          { msgID: broadcastMsgId(row.lobbyId, row.id), timeout: PUBLISH_TIMEOUT_MS, headers },
         ),
       );
       if (ack.duplicate) {

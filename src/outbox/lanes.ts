@@ -29,6 +29,8 @@ export interface LanesContext {
   batch: number;
   /** Rows a lane keeps in memory. */
   maxQueue: number;
+  /** Called after each accepted delivery (metrics); must not throw. */
+  onDelivered?: (row: EventRow) => void;
 }
 
 export class Lanes {
@@ -232,6 +234,7 @@ export class Lanes {
         lane.lastActive = Date.now();
         this.ctx.marks.add(row.id);
         this.delivered++;
+        this.ctx.onDelivered?.(row);
         if (this.failingNow) {
           this.failingNow = false;
           this.ctx.log.info({ destination: this.ctx.dest.name, outage_ms: Date.now() - this.failingSince }, 'relay delivering again');

@@ -58,12 +58,14 @@ export interface RelayOptions {
   idleLaneMs?: number;
   /** Called when this replica wrote events but another one holds the lease. */
   onStandbyNotify?: () => void;
+  /** Called after each delivery the destination accepted (metrics: lags); must not throw. */
+  onDelivered?: (row: EventRow) => void;
   /** The statements' runner (default `db.sql`; tests wrap it to count statements). */
   sql?: SqlRunner;
 }
 
-type Settings = Required<Omit<RelayOptions, 'onStandbyNotify' | 'sql'>>;
-type Hooks = Pick<RelayOptions, 'onStandbyNotify' | 'sql'>;
+type Settings = Required<Omit<RelayOptions, 'onStandbyNotify' | 'onDelivered' | 'sql'>>;
+type Hooks = Pick<RelayOptions, 'onStandbyNotify' | 'onDelivered' | 'sql'>;
 
 export class OutboxRelay {
   private readonly opts: Settings;
@@ -129,6 +131,7 @@ export class OutboxRelay {
       backoff: (failures) => this.backoff(failures),
       batch: this.opts.batch,
       maxQueue: this.opts.maxQueue,
+      onDelivered: opts.onDelivered,
     });
   }
 

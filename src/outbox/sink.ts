@@ -9,6 +9,7 @@
  * with the same `X-Event-Id`.
  */
 import {
+  Header,
   HttpHeader,
   SINK_PATH,
   broadcastMsgId,
@@ -48,9 +49,11 @@ export function gatewaySinkDestination(opts: SinkOptions): Destination {
   if (opts.token !== undefined) base[HttpHeader.internalToken] = opts.token;
 
   async function post(row: EventRow): Promise<void> {
+    const headers: Record<string, string> = { ...base, [HttpHeader.eventId]: broadcastMsgId(row.lobbyId, row.id) };
+    if (row.traceparent !== null) headers[Header.traceparent] = row.traceparent;
     const res = await fetch(url, {
       method: 'POST',
-      headers: { ...base, [HttpHeader.eventId]: broadcastMsgId(row.lobbyId, row.id) },
+      headers,
       body: JSON.stringify(sinkBodyOf(row)),
       // A redirect would carry the token elsewhere: treat it as a failure instead.
       redirect: 'error',

@@ -23,6 +23,8 @@ import type { CommandContext } from './context.js';
 import { IdempotencyStore, isKeyRace, requestHash, type Prior } from './idempotency.js';
 import type { TokenBuckets } from './limits.js';
 import { droppedFields, unstorable, unstorableStrings } from './hygiene.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { startRequestTrace, type RequestTrace } from '../tracing/trace.js';
 
 export type Handler = (req: any, ctx: CommandContext) => Promise<unknown>;
 /** One handler per subject that has its own (aliases resolve to their target's). */
@@ -36,6 +38,8 @@ export interface Inbound {
   requestId?: string;
   connectionId?: string;
   idempotencyKey?: string;
+  /** The caller's W3C `traceparent` header, if any (validated here; a bad one starts a new trace). */
+  traceparent?: string;
   trusted?: boolean;
 }
 
@@ -109,6 +113,7 @@ export class Dispatcher {
       log: Logger;
       limits: TokenBuckets;
       idempotency: IdempotencyStore;
+      metrics?: Metrics;
       /** The database health monitor: was a failure the database being unreachable? */
       health?: ReachabilityJudge;
     },
@@ -126,21 +131,34 @@ export class Dispatcher {
   /** Never throws: every failure becomes an `Outcome` with a wire-safe error. */
   async dispatch(inb: Inbound): Promise<Outcome> {
     const started = performance.now();
+    const trace = startRequestTrace(inb.traceparent);
     let log = this.deps.log.child({
       subject: inb.subject,
       request_id: inb.requestId,
       device_id: inb.deviceId,
       connection_id: inb.connectionId,
+      trace_id: trace.traceId,
+      span_id: trace.spanId,
     });
     let outcome: Outcome;
+    let located: string | undefined;
+    let named = false;
     try {
-      const { ctx, req } = this.prepare(inb, log);
+      const { ctx, req } = this.prepare(inb, log, trace, started);
       log = ctx.log;
+      named = typeof (req as { lobby_id?: unknown }).lobby_id === 'string';
+      ctx.located = (lobbyId) => (located = lobbyId);
       outcome = await this.run(inb.subject, req, ctx);
     } catch (err) {
       outcome = { ok: false, error: await classifyError(err, this.deps.health) };
     }
-    const duration_ms = Math.round((performance.now() - started) * 100) / 100;
+    const elapsed = performance.now() - started;
+    const duration_ms = Math.round(elapsed * 100) / 100;
+    const subject = aliases[inb.subject] ?? inb.subject;
+    this.deps.metrics?.requests.inc({ subject, outcome: outcome.ok ? 'ok' : outcome.error.code });
+    this.deps.metrics?.requestDuration.observe({ subject }, elapsed / 1000);
+    // A command named by code or session learns its lobby on the way: its last line names it.
+    if (located !== undefined && !named) log = log.child({ lobby_id: located });
     if (outcome.ok) {
       log.info({ duration_ms }, 'request served');
     } else {
@@ -157,7 +175,7 @@ export class Dispatcher {
     return outcome;
   }
 
-  private prepare(inb: Inbound, log: Logger): { ctx: CommandContext; req: unknown } {
+  private prepare(inb: Inbound, log: Logger, trace: RequestTrace, receivedAt: number): { ctx: CommandContext; req: unknown } {
     const handler = this.handlerOf(inb.subject);
     if (!handler) throw new ServiceError(ErrorCode.internal, `no handler for ${inb.subject}`);
     const data = decodeBody(inb.body);
@@ -186,6 +204,9 @@ export class Dispatcher {
       requestId: inb.requestId,
       connectionId: inb.connectionId,
       trusted: inb.trusted,
+      traceparent: trace.traceparent,
+      subject: aliases[inb.subject] ?? inb.subject,
+      receivedAt,
       log: log.child({ lobby_id: req.lobby_id, session_id: req.session_id }),
     };
     if (inb.idempotencyKey !== undefined) {

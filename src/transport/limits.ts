@@ -18,6 +18,8 @@ const MAX_KEYS = 100_000;
 
 export class TokenBuckets {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  /** Told of every refusal (metrics). */
+  onRefused: () => void = () => undefined;
   constructor(
     private readonly perSecond: number,
     private readonly burst: number,
@@ -32,6 +34,7 @@ export class TokenBuckets {
     b.at = now;
     if (b.tokens < 1) {
       this.buckets.set(key, b);
+      this.onRefused();
       throw rateLimited(((1 - b.tokens) / this.perSecond) * 1000, 'too many requests from this device');
     }
     b.tokens -= 1;
@@ -99,6 +102,8 @@ const WINDOW_MS = 60_000;
 
 /** Wrong join codes: at most `perMinute` in any sliding minute per device. */
 export class JoinGuard {
+  /** Told of every refusal (metrics). */
+  onRefused: () => void = () => undefined;
   constructor(
     private readonly perMinute: number,
     private readonly log: FailureLog = new LocalFailureLog(),
@@ -112,6 +117,7 @@ export class JoinGuard {
     if (list.length >= this.perMinute) {
       // The oldest of the last `perMinute` failures frees its slot first.
       const oldest = list[list.length - this.perMinute]!;
+      this.onRefused();
       throw rateLimited(oldest + WINDOW_MS - now, 'too many wrong lobby codes; try again later');
     }
   }

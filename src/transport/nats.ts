@@ -18,6 +18,7 @@ import {
   UserAuthenticationExpiredError,
   credsAuthenticator,
   headers as natsHeaders,
+  Match,
   nuid,
   type Msg,
   type Subscription,
@@ -43,8 +44,8 @@ export class NatsAuthError extends Error {
   override readonly name = 'NatsAuthError';
 }
 
-/** The authentication options of `config` (one method at most: config.ts enforces it). */
-function authOptions(config: Config['nats']) {
+/** The authentication options of `config` (one method at most: config.ts enforces it); the operator CLIs use them too. */
+export function authOptions(config: Config['nats']) {
   if (config.credsFile) return { authenticator: credsAuthenticator(readFileSync(config.credsFile)) };
   if (config.token !== undefined) return { token: config.token };
   if (config.user !== undefined) return { user: config.user, pass: config.password };
@@ -225,11 +226,19 @@ export class NatsService {
       requestId,
       connectionId: get(Header.connectionId),
       idempotencyKey: get(Header.idempotencyKey),
+      // Go clients canonicalize header names (`Traceparent`): match any case.
+      traceparent: h?.values(Header.traceparent, Match.IgnoreCase)[0],
     });
     const st = this.stats.get(subject)!;
     st.num_requests++;
+    // The micro spec's times are nanoseconds.
     st.processing_time += Math.round((performance.now() - t0) * 1e6);
     st.average_processing_time = Math.round(st.processing_time / st.num_requests);
+    // `num_errors` is the micro spec's "errors returned": every error reply, refusals included.
+    if (!outcome.ok) {
+      st.num_errors++;
+      st.last_error = `${outcome.error.code}: ${outcome.error.message}`;
+    }
     if (!msg.reply) return;
     const hdrs = natsHeaders();
     if (requestId) hdrs.set(Header.requestId, requestId);
@@ -238,10 +247,6 @@ export class NatsService {
         msg.respond(encoder.encode(JSON.stringify(outcome.reply)), { headers: hdrs });
       } else {
         const wire = toWire(outcome.error);
-        if (wire.status >= 500) {
-          st.num_errors++;
-          st.last_error = `${outcome.error.code}: ${outcome.error.message}`;
-        }
         hdrs.set(Header.serviceErrorCode, String(wire.status));
         // Header values may not contain line breaks (a message can quote user input).
         hdrs.set(Header.serviceError, outcome.error.message.replace(/[\r\n]+/g, ' '));
@@ -250,7 +255,7 @@ export class NatsService {
     } catch (err) {
       // E.g. a reply over the server's max_payload: answer `internal` instead of a silent timeout.
       this.log.error({ err, subject }, 'could not send the reply');
-      st.num_errors++;
+      if (outcome.ok) st.num_errors++;
       st.last_error = 'internal: could not send the reply';
       try {
         const fallback = toWire(new ServiceError(ErrorCode.internal, 'internal error'));

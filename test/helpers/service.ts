@@ -18,7 +18,7 @@ import {
 } from '../../subjects/index.js';
 import { startApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger, type Logger } from '../../src/log.js';
 import { createDatabase, natsUrl, uniqueId, waitFor, type TestDatabase } from './infra.js';
 
 export interface TestEnv {
@@ -50,9 +50,10 @@ export async function createTestEnv(extra: Record<string, string> = {}): Promise
   return { prefix, stream, databaseUrl: db.url, env, db };
 }
 
-export async function startService(env: Record<string, string>): Promise<App> {
+/** `log`: a logger of the test's own (e.g. one that records the lines). */
+export async function startService(env: Record<string, string>, log?: Logger): Promise<App> {
   const config = loadConfig(env);
-  return startApp(config, createLogger(config.logLevel));
+  return startApp(config, log ?? createLogger(config.logLevel));
 }
 
 export interface Reply<T> {
@@ -71,6 +72,8 @@ export interface SendOptions {
   raw?: Uint8Array | string;
   /** Omit the Device-Id header. */
   noDevice?: boolean;
+  /** More headers (e.g. `traceparent`). */
+  headers?: Record<string, string>;
   timeoutMs?: number;
 }
 
@@ -113,6 +116,7 @@ export class GatewayClient {
     if (!opts.noDevice) h.set(Header.deviceId, device);
     if (opts.idempotencyKey) h.set(Header.idempotencyKey, opts.idempotencyKey);
     if (opts.requestId) h.set(Header.requestId, opts.requestId);
+    for (const [k, v] of Object.entries(opts.headers ?? {})) h.set(k, v);
     const body = opts.raw ?? JSON.stringify(data);
     const msg = await this.nc.request(`${this.prefix}${subject}`, body, { headers: h, timeout: opts.timeoutMs ?? 10_000 });
     const code = msg.headers?.has(Header.serviceErrorCode) ? Number(msg.headers.get(Header.serviceErrorCode)) : undefined;

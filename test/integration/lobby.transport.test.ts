@@ -23,7 +23,16 @@ interface MicroInfo {
   name: string;
   id: string;
   version: string;
-  endpoints: Array<{ name: string; subject: string; queue_group: string; num_requests?: number; num_errors?: number }>;
+  endpoints: Array<{
+    name: string;
+    subject: string;
+    queue_group: string;
+    num_requests?: number;
+    num_errors?: number;
+    last_error?: string;
+    processing_time?: number;
+    average_processing_time?: number;
+  }>;
 }
 
 /** Control replies of `$SRV.<verb>.lobby`: other test files' services answer too; keep ours. */
@@ -170,11 +179,23 @@ describe('micro service', () => {
     const before = await stats(info!.id);
     expect(before.type).toBe('io.nats.micro.v1.stats_response');
     const { id } = await lobbyWith(h.client, 0);
+    const t0 = performance.now();
     for (let i = 0; i < 3; i++) await h.client.call('lobby.get', device('r'), { lobby_id: id });
+    // A refusal (404) is an error returned, as the micro spec counts errors.
     await h.client.send('lobby.get', device('r'), { lobby_id: crypto.randomUUID() });
+    const wallNs = (performance.now() - t0) * 1e6;
     const after = await stats(info!.id);
     expect(requestsOf(after, 'lobby_get') - requestsOf(before, 'lobby_get')).toBe(4);
     expect(requestsOf(after, 'lobby_create') - requestsOf(before, 'lobby_create')).toBe(1);
+    const get = (s: MicroInfo) => s.endpoints.find((e) => e.name === 'lobby_get')!;
+    expect(get(after).num_errors! - get(before).num_errors!).toBe(1);
+    expect(get(after).last_error).toMatch(/^lobby_not_found: /);
+    // Nanoseconds, as the spec says: the four requests' processing took more than 10 µs each,
+    // and less than the wall time they were sent in.
+    const processed = get(after).processing_time! - get(before).processing_time!;
+    expect(processed).toBeGreaterThan(4 * 10_000);
+    expect(processed).toBeLessThan(wallNs);
+    expect(get(after).average_processing_time).toBe(Math.round(get(after).processing_time! / get(after).num_requests!));
   });
 
   it('transport - two replicas share the load and each request is answered exactly once', async () => {

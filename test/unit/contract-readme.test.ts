@@ -25,6 +25,8 @@ import {
   TIMEOUT_BOUNDS,
   errorCodes,
   eventNames,
+  httpRoutes,
+  readRoutes,
   subjectNames,
 } from '../../subjects/index.js';
 import { IDEMPOTENCY_RETENTION_MS } from '../../src/transport/idempotency.js';
@@ -75,6 +77,12 @@ describe('contract README - completeness', () => {
     expect(missing(Phase.options)).toEqual([]);
     expect(missing(StepStatus.options)).toEqual([]);
     expect(missing([SERVICE.name, `$SRV.INFO.${SERVICE.name}`])).toEqual([]);
+  });
+
+  it('contract - every HTTP route (commands and reads) is in the HTTP shim table', () => {
+    const routes = [...Object.values(httpRoutes), ...Object.values(readRoutes)].map((r) => `${r.method} ${r.path}`);
+    expect(routes.length).toBeGreaterThan(8);
+    expect(routes.filter((r) => !section(6).includes(`| \`${r}\``))).toEqual([]);
   });
 });
 
