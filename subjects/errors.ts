@@ -34,7 +34,10 @@ export const ErrorStatus = {
   rate_limited: 429,
   /** Unexpected failure; logged with its stack, never sent to the caller. */
   internal: 500,
-  /** The database or another dependency is down; nothing was changed. */
+  /**
+   * The database or another dependency is down; retry (with the same `Idempotency-Key`: a change
+   * whose commit was not acknowledged is then answered, never applied twice).
+   */
   unavailable: 503,
 } as const;
 

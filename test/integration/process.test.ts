@@ -20,6 +20,8 @@ describe('service process', () => {
       const admin = device('admin');
       const lobby = await client.call('lobby.create', admin, {});
       const joins = Array.from({ length: 10 }, (_, i) => client.send('lobby.join', device(`g${i}`), { code: lobby.code }));
+      // The requests are at the server (and so routed to the service) before the signal.
+      await client.nc.flush();
       svc.kill('SIGTERM');
       const replies = await Promise.all(joins);
       // Every request that reached the service before SIGTERM was answered (none timed out).
