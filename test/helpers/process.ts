@@ -4,13 +4,25 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
 import { waitFor } from './infra.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const running = new Set<ChildProcess>();
-process.once('exit', () => {
+const killAll = () => {
   for (const c of running) c.kill('SIGKILL');
-});
+};
+// No service process outlives its test file: not when a test fails half-way (afterAll), not
+// when the worker exits, and not when vitest terminates the worker with a signal (no 'exit'
+// event then: an orphan would keep reconnecting forever and outlive the run).
+afterAll(killAll);
+process.once('exit', killAll);
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.kill(process.pid, signal);
+  });
+}
 
 export interface LogLine {
   level: string;
