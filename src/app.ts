@@ -212,7 +212,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
         await phase('HTTP requests in flight', () => http.close().catch((err) => log.warn({ err }, 'HTTP close failed')));
         await phase('NATS requests in flight', () => service.stop(left()));
         await phase('deadline scheduler', () => scheduler.stop());
-        await phase('lobby mailboxes', () => lobbies.mailboxes.idle());
+        await phase('lobby mailboxes', () => lobbies.idle());
         joinFailures.stop();
         // A closed connection cannot publish: flushing would only spin until the deadline.
         const flushMs = nc.isClosed() ? 0 : left();

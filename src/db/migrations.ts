@@ -104,57 +104,11 @@ class Migration001Initial extends Migration {
 }
 
 /**
- * The one-round-trip command path (src/lobby/store.ts):
- * - `lobbies.version`, bumped by every write of a lobby's aggregate (the lobby row, its
- *   participants, its sessions, its events): replicas cache a lobby and write through with this
- *   version as the check, so a decision taken from a stale cache is never applied.
- * - `lobbies.last_event_id`: the lobby's newest event, so the relay can tell whether a batch it
- *   is handed follows the last one it published.
- * - `lobby_state(lobby, session)`: a lobby's whole aggregate as one JSON value (one round trip
- *   to load it, and the fresh state returned by a refused write).
- * - `lobby_events.traceparent`: the W3C trace context of the request that caused an event, for
- *   the broadcast's headers.
- * - `session_steps`: every step that changed a session (device steps, deadlines, auto-advance,
- *   departures), with its time: the session timeline.
- * - `lobby_apply(change)`: a command's writes as one call, in one transaction. It takes the lobby
- *   row lock FIRST and only then compares versions and writes: every statement in a plpgsql
- *   function takes a fresh snapshot, so the check sees whatever committed before the lock was
- *   granted (a single CTE statement would decide from the snapshot taken before it waited).
- *   Events are inserted under that lock, in emit order, so a lobby's ids commit in id order.
- * No `?` anywhere in these bodies: MikroORM's migration runner would take it for a parameter.
+ * `lobby_apply(change)`: one command's (or one batch of queued steps') whole write, in one round
+ * trip. Created by Migration002 and replaced by Migration003 (which taught it to keep several
+ * Idempotency-Key replies); both use this text, so a new database and an upgraded one agree.
  */
-class Migration002OneRoundTrip extends Migration {
-  override async up(): Promise<void> {
-    this.addSql(`alter table lobbies add column version int not null default 1, add column last_event_id bigint`);
-    this.addSql(`update lobbies l set last_event_id = (select max(e.id) from lobby_events e where e.lobby_id = l.id)`);
-    this.addSql(`create index participants_lobby on participants (lobby_id, id)`);
-    this.addSql(`create index measurement_sessions_lobby on measurement_sessions (lobby_id)`);
-    this.addSql(`alter table lobby_events add column traceparent text`);
-    this.addSql(`
-      create table session_steps (
-        id bigserial primary key,
-        session_id uuid not null references measurement_sessions (id) on delete cascade deferrable initially deferred,
-        at timestamptz not null,
-        step text not null,
-        device_id text,
-        phase_before text not null,
-        phase_after text not null,
-        detail jsonb
-      )`);
-    this.addSql(`create index session_steps_session on session_steps (session_id, id)`);
-    this.addSql(`
-      create or replace function lobby_state(lid uuid, sid uuid default null) returns jsonb
-      language sql stable as $fn$
-        select jsonb_build_object(
-          'lobby', to_jsonb(l),
-          'members', coalesce((select jsonb_agg(to_jsonb(p) order by p.id) from participants p where p.lobby_id = l.id), '[]'::jsonb),
-          'sessions', coalesce((
-            select jsonb_agg(jsonb_build_object('id', s.id, 'doc', s.doc, 'version', s.version))
-            from measurement_sessions s
-            where s.lobby_id = l.id and (s.id = l.active_session_id or s.id = sid)), '[]'::jsonb))
-        from lobbies l where l.id = lid
-      $fn$`);
-    this.addSql(`
+const LOBBY_APPLY = `
       create or replace function lobby_apply(c jsonb) returns jsonb
       language plpgsql as $fn$
       declare
@@ -245,20 +199,82 @@ class Migration002OneRoundTrip extends Migration {
           last_event_id = coalesce(ids[array_length(ids, 1)], last_event_id)
         where id = lid;
 
-        if c->'idempotency' is not null and jsonb_typeof(c->'idempotency') = 'object' then
+        -- One kept reply per command of the change (several queued steps may share one write).
+        if jsonb_typeof(c->'idempotency') = 'array' then
           insert into idempotency_keys (device_id, key, subject, request_hash, status, reply, created_at)
-          values (c->'idempotency'->>'device_id', c->'idempotency'->>'key', c->'idempotency'->>'subject',
-                  c->'idempotency'->>'request_hash', 0, c->'idempotency'->'reply', now());
+          select k->>'device_id', k->>'key', k->>'subject', k->>'request_hash', 0, k->'reply', now()
+          from jsonb_array_elements(c->'idempotency') as z(k);
         end if;
 
         return jsonb_build_object('ok', true, 'version', new_version, 'session_version', session_version,
                                   'prev_event_id', prev, 'event_ids', coalesce(to_jsonb(ids), '[]'::jsonb));
       end
+      $fn$`;
+
+/**
+ * The one-round-trip command path (src/lobby/store.ts):
+ * - `lobbies.version`, bumped by every write of a lobby's aggregate (the lobby row, its
+ *   participants, its sessions, its events): replicas cache a lobby and write through with this
+ *   version as the check, so a decision taken from a stale cache is never applied.
+ * - `lobbies.last_event_id`: the lobby's newest event, so the relay can tell whether a batch it
+ *   is handed follows the last one it published.
+ * - `lobby_state(lobby, session)`: a lobby's whole aggregate as one JSON value (one round trip
+ *   to load it, and the fresh state returned by a refused write).
+ * - `lobby_events.traceparent`: the W3C trace context of the request that caused an event, for
+ *   the broadcast's headers.
+ * - `session_steps`: every step that changed a session (device steps, deadlines, auto-advance,
+ *   departures), with its time: the session timeline.
+ * - `lobby_apply(change)`: a command's writes as one call, in one transaction. It takes the lobby
+ *   row lock FIRST and only then compares versions and writes: every statement in a plpgsql
+ *   function takes a fresh snapshot, so the check sees whatever committed before the lock was
+ *   granted (a single CTE statement would decide from the snapshot taken before it waited).
+ *   Events are inserted under that lock, in emit order, so a lobby's ids commit in id order.
+ * No `?` anywhere in these bodies: MikroORM's migration runner would take it for a parameter.
+ */
+class Migration002OneRoundTrip extends Migration {
+  override async up(): Promise<void> {
+    this.addSql(`alter table lobbies add column version int not null default 1, add column last_event_id bigint`);
+    this.addSql(`update lobbies l set last_event_id = (select max(e.id) from lobby_events e where e.lobby_id = l.id)`);
+    this.addSql(`create index participants_lobby on participants (lobby_id, id)`);
+    this.addSql(`create index measurement_sessions_lobby on measurement_sessions (lobby_id)`);
+    this.addSql(`alter table lobby_events add column traceparent text`);
+    this.addSql(`
+      create table session_steps (
+        id bigserial primary key,
+        session_id uuid not null references measurement_sessions (id) on delete cascade deferrable initially deferred,
+        at timestamptz not null,
+        step text not null,
+        device_id text,
+        phase_before text not null,
+        phase_after text not null,
+        detail jsonb
+      )`);
+    this.addSql(`create index session_steps_session on session_steps (session_id, id)`);
+    this.addSql(`
+      create or replace function lobby_state(lid uuid, sid uuid default null) returns jsonb
+      language sql stable as $fn$
+        select jsonb_build_object(
+          'lobby', to_jsonb(l),
+          'members', coalesce((select jsonb_agg(to_jsonb(p) order by p.id) from participants p where p.lobby_id = l.id), '[]'::jsonb),
+          'sessions', coalesce((
+            select jsonb_agg(jsonb_build_object('id', s.id, 'doc', s.doc, 'version', s.version))
+            from measurement_sessions s
+            where s.lobby_id = l.id and (s.id = l.active_session_id or s.id = sid)), '[]'::jsonb))
+        from lobbies l where l.id = lid
       $fn$`);
+    this.addSql(LOBBY_APPLY);
+  }
+}
+
+/** Several Idempotency-Key replies per write: queued steps of one session commit together. */
+class Migration003KeptRepliesPerWrite extends Migration {
+  override async up(): Promise<void> {
+    this.addSql(LOBBY_APPLY);
   }
 }
 
 export const migrationsList = [
   { name: 'Migration001Initial', class: Migration001Initial },
   { name: 'Migration002OneRoundTrip', class: Migration002OneRoundTrip },
+  { name: 'Migration003KeptRepliesPerWrite', class: Migration003KeptRepliesPerWrite },
 ];

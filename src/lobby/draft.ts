@@ -9,6 +9,7 @@ import type { IdempotencySpec } from '../transport/idempotency.js';
 import type { Session } from '../measurement/model.js';
 import { cloneLobby, cloneMember, lobbyToJson, memberToJson, sameMember, type Aggregate, type LobbyRow, type ParticipantRow, type SessionRecord } from './model.js';
 import type { Change, StepRecord } from './store.js';
+import type { EventOrigin } from '../outbox/event-row.js';
 
 /** A broadcast to write to the outbox: event, data and the devices it is meant for. */
 export interface OutboxEvent {
@@ -16,6 +17,16 @@ export interface OutboxEvent {
   event: EventName;
   data: Record<string, unknown>;
   targets: string[];
+  /** Stamped by `emit`: the trace context of the command that emitted it. */
+  traceparent?: string | null;
+  /** Stamped by `emit` on a command's first event: which request caused it (for metrics). */
+  origin?: EventOrigin;
+}
+
+/** Who a draft is deciding for right now (several commands may share one draft and write). */
+export interface CommandMark {
+  traceparent: string | null;
+  origin?: EventOrigin;
 }
 
 /** A lobby row with its participants (join order), as one command works on it. */
@@ -39,16 +50,29 @@ export class Draft {
   /** When the events were written (set by `change()`): the relays are handed the same time. */
   eventsAt = new Date();
   private readonly sessionWrites = new Map<string, SessionWrite>();
+  /** Replies kept for their Idempotency-Key, written with the change. */
+  private readonly kept: Array<{ spec: IdempotencySpec; reply: unknown }> = [];
+  private current: CommandMark = { traceparent: null };
 
   constructor(
     private readonly base: Aggregate,
     private readonly loadSession: (id: string) => Promise<SessionRecord | null>,
     /** A new lobby (lobby.create): inserted rather than updated. */
     private readonly isNew = false,
-    /** W3C trace context of the request, carried into its broadcasts. */
-    readonly traceparent: string | null = null,
   ) {
     this.loaded = { lobby: cloneLobby(base.lobby), members: base.members.map(cloneMember) };
+  }
+
+  /** The command deciding from now on (its trace context and origin go on its events). */
+  begin(mark: CommandMark): void {
+    this.current = { ...mark };
+  }
+
+  /** Keeps a command's reply for its Idempotency-Key, in the same write as its effects. */
+  keep(spec: IdempotencySpec, reply: unknown): void {
+    // The reply a retry replays must be the command's reply, made inside this transaction.
+    if (reply === undefined) throw new Error(`${spec.subject}: no reply to keep for its Idempotency-Key`);
+    this.kept.push({ spec, reply });
   }
 
   get lobby(): LobbyRow {
@@ -61,7 +85,10 @@ export class Draft {
 
   /** Queues a broadcast; it is inserted at commit, in call order (so in id order). */
   emit(event: OutboxEvent): void {
-    this.events.push(event);
+    const { traceparent, origin } = this.current;
+    this.events.push(origin ? { ...event, traceparent, origin } : { ...event, traceparent });
+    // Only a command's first broadcast measures how long the command took to be broadcast.
+    this.current.origin = undefined;
   }
 
   /** Records a step that changed a session, for its timeline. */
@@ -87,6 +114,11 @@ export class Draft {
     this.sessionWrites.set(id, { id, expect: earlier ? earlier.expect : (base?.version ?? null), doc, wakeAt });
   }
 
+  /** The keys whose replies this change keeps (marked kept once it commits). */
+  get keptKeys(): IdempotencySpec[] {
+    return this.kept.map((k) => k.spec);
+  }
+
   /** Sessions this command writes (for the cache after commit). */
   get writtenSessions(): ReadonlyMap<string, SessionWrite> {
     return this.sessionWrites;
@@ -97,6 +129,7 @@ export class Draft {
     return (
       this.isNew ||
       this.events.length > 0 ||
+      this.kept.length > 0 ||
       this.sessionWrites.size > 0 ||
       !sameLobby(this.base.lobby, this.loaded.lobby) ||
       this.changedMembers().length > 0
@@ -111,8 +144,8 @@ export class Draft {
     });
   }
 
-  /** The change for `lobby_apply`; `reply` is kept for the Idempotency-Key, if any. */
-  change(opts: { sink: boolean; idempotency?: IdempotencySpec; reply?: unknown }): Change {
+  /** The change for `lobby_apply`. */
+  change(opts: { sink: boolean }): Change {
     this.eventsAt = new Date();
     const createdAt = this.eventsAt.toISOString();
     const c: Change = {
@@ -126,7 +159,7 @@ export class Draft {
         payload: e.data,
         targets: e.targets,
         created_at: createdAt,
-        traceparent: this.traceparent,
+        traceparent: e.traceparent ?? null,
       })),
       sink: opts.sink,
     };
@@ -146,13 +179,16 @@ export class Draft {
         updated_at: new Date(w.doc.updated_at).toISOString(),
       };
     }
-    if (opts.idempotency) {
-      // The reply a retry replays must be the command's reply, made inside this transaction.
-      if (opts.reply === undefined) throw new Error(`${opts.idempotency.subject}: no reply to keep for its Idempotency-Key`);
-      const { deviceId, key, subject, requestHash } = opts.idempotency;
+    if (this.kept.length > 0) {
       // Stored as JSON text, not as an object: jsonb reorders keys, and a replay must be
       // byte-for-byte the first reply.
-      c.idempotency = { device_id: deviceId, key, subject, request_hash: requestHash, reply: JSON.stringify(opts.reply) };
+      c.idempotency = this.kept.map(({ spec, reply }) => ({
+        device_id: spec.deviceId,
+        key: spec.key,
+        subject: spec.subject,
+        request_hash: spec.requestHash,
+        reply: JSON.stringify(reply),
+      }));
     }
     return c;
   }

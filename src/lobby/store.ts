@@ -90,7 +90,8 @@ export interface Change {
   steps?: StepRecord[];
   /** Whether the v1 sink is on (its rows start undelivered). */
   sink: boolean;
-  idempotency?: { device_id: string; key: string; subject: string; request_hash: string; reply: string };
+  /** Replies kept for their Idempotency-Key (one per command of the change). */
+  idempotency?: Array<{ device_id: string; key: string; subject: string; request_hash: string; reply: string }>;
 }
 
 export type Applied =
