@@ -106,6 +106,22 @@ export class Lobbies {
     return this.cache.size;
   }
 
+  /**
+   * Loads the lobbies of unfinished sessions into the cache, in one round trip (after a
+   * restart, so that the steps their phones send next need one round trip, not two). A lobby
+   * a command has meanwhile cached at the same or a newer version is left as it is. Returns
+   * how many were loaded.
+   */
+  async warm(): Promise<number> {
+    const loaded = await this.store.loadUnfinished(Math.floor(this.maxCached / 2));
+    for (const agg of loaded.reverse()) {
+      const cached = this.cache.get(agg.lobby.id);
+      if (!cached || cached.version < agg.version) this.remember(agg);
+    }
+    this.trim('');
+    return loaded.length;
+  }
+
   /** Resolves when every command queued so far has been answered (graceful shutdown). */
   async idle(): Promise<void> {
     while (this.drains.size > 0) await Promise.allSettled([...this.drains]);

@@ -20,6 +20,13 @@ const LOAD_BY_ID = `select lobby_state($1::uuid, $2::uuid) as state`;
 const LOAD_BY_CODE = `select lobby_state(id) as state from lobbies where code = $1 and state <> 'closed'`;
 /** The aggregate of a session's lobby, with that session. */
 const LOAD_BY_SESSION = `select lobby_state(lobby_id, id) as state from measurement_sessions where id = $1::uuid`;
+/**
+ * The aggregates of the lobbies with an unfinished session, newest first (the cache warmed at
+ * start-up: the phones of those sessions are about to send their next steps).
+ */
+const LOAD_UNFINISHED = `
+  select lobby_state(lobby_id, id) as state from measurement_sessions
+  where state in ('created', 'running') order by updated_at desc limit $1`;
 /** One session of a lobby (a step naming a session the aggregate has not loaded). */
 const LOAD_SESSION = `select doc, version from measurement_sessions where id = $1::uuid and lobby_id = $2::uuid`;
 /** The lobby's current version: confirms that a refusal decided from a cached state still holds. */
@@ -114,6 +121,10 @@ export function createLobbyStore(sql: Sql) {
     loadBySession(sessionId: string): Promise<Aggregate | null> {
       if (!isUuid(sessionId)) return Promise.resolve(null);
       return loadWith(LOAD_BY_SESSION, [sessionId]);
+    },
+    async loadUnfinished(limit: number): Promise<Aggregate[]> {
+      const rows = await sql.query<{ state: Record<string, unknown> | null }>(LOAD_UNFINISHED, [limit]);
+      return rows.flatMap((r) => (r.state ? [aggregateFromJson(r.state)] : []));
     },
     async loadSession(sessionId: string, lobbyId: string): Promise<SessionRecord | null> {
       if (!isUuid(sessionId)) return null;

@@ -110,6 +110,9 @@ describe('session durability', () => {
         await crash(svc);
         svc = await start();
         restarts++;
+        // The running session's lobby is cached before the first command is taken.
+        const ready = svc.logs.find((l) => l.msg === 'lobby service ready');
+        expect(ready?.cached_lobbies, 'lobbies of unfinished sessions cached at start-up').toBeGreaterThanOrEqual(1);
       }
     }
     const st = await c.call('measurement.session_status', L.admin, { session_id: S });
