@@ -3,12 +3,12 @@
 // stderr is pino JSON, the database's outage is told by exactly one "down" and one "back" line
 // (with outage_ms), expected failures carry no stack, and the lines per minute stay few.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/infra.js';
-import { spawnService, type LogLine } from '../helpers/process.js';
-import { GatewayClient, createTestEnv, deleteStream } from '../helpers/service.js';
+import type { LogLine } from '../helpers/process.js';
 import { Load } from './helpers/load.js';
-import { privatePostgresUnavailable, startPrivatePostgres, type PrivatePostgres } from './helpers/postgres.js';
+import { privatePostgresUnavailable } from './helpers/postgres.js';
+import { serviceOnPrivatePostgres } from './helpers/service-on-private-postgres.js';
 
 const skip = privatePostgresUnavailable();
 if (skip) console.warn(`[faults] outage-logs skipped: ${skip}`);
@@ -18,29 +18,12 @@ const OUTAGE_MS = 10_000;
 const isRequestLine = (l: LogLine) => /^(request|http request) /.test(l.msg);
 const time = (l: LogLine) => Date.parse(String(l.time));
 
-let pg: PrivatePostgres;
-let env: Awaited<ReturnType<typeof createTestEnv>>;
-let svc: Awaited<ReturnType<typeof spawnService>>;
-let client: GatewayClient;
-beforeAll(async () => {
-  if (skip) return;
-  pg = await startPrivatePostgres();
-  env = await createTestEnv({ DATABASE_URL: pg.url });
-  svc = await spawnService(env.env);
-  client = await GatewayClient.connect(env);
-});
-afterAll(async () => {
-  await client?.close().catch(() => undefined);
-  svc?.kill('SIGKILL');
-  await svc?.exited;
-  if (env) await deleteStream(env).catch(() => undefined);
-  await env?.db.drop();
-  await pg?.stop();
-});
+const fixture = serviceOnPrivatePostgres(skip);
 
 describe.skipIf(skip !== null)('faults - logs during a PostgreSQL outage', () => {
   it('faults - a 10 s database outage logs one line down, one back, no stacks, nothing outside pino', { timeout: 120_000 }, async () => {
     // Light load: three callers, a request every ~half second each, retries once a second.
+    const { pg, svc, client } = fixture;
     const load = new Load(client, String(svc.ready.http), { natsLobbies: 2, natsSessions: 0, httpLobbies: 1, pauseMs: 500, retryMs: 1_000 });
     await load.start();
     await waitFor(() => (load.counts().ok ?? 0) >= 10, { message: 'load did not start' });

@@ -5,12 +5,11 @@
 // leave and step sessions over NATS and over HTTP, retrying `unavailable` with the same
 // Idempotency-Key. Also measures recovery: from the server accepting connections again to the
 // first successful write.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/infra.js';
-import { spawnService } from '../helpers/process.js';
-import { GatewayClient, createTestEnv, deleteStream } from '../helpers/service.js';
 import { Load } from './helpers/load.js';
-import { privatePostgresUnavailable, startPrivatePostgres, type KillMode, type PrivatePostgres } from './helpers/postgres.js';
+import { privatePostgresUnavailable, type KillMode } from './helpers/postgres.js';
+import { serviceOnPrivatePostgres } from './helpers/service-on-private-postgres.js';
 
 const skip = privatePostgresUnavailable();
 if (skip) console.warn(`[faults] postgres-kill skipped: ${skip}`);
@@ -18,28 +17,11 @@ if (skip) console.warn(`[faults] postgres-kill skipped: ${skip}`);
 const MODES: KillMode[] = ['SIGKILL', 'immediate', 'fast', 'SIGKILL', 'immediate', 'fast'];
 const between = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 
-let pg: PrivatePostgres;
-let env: Awaited<ReturnType<typeof createTestEnv>>;
-let svc: Awaited<ReturnType<typeof spawnService>>;
-let client: GatewayClient;
-beforeAll(async () => {
-  if (skip) return;
-  pg = await startPrivatePostgres();
-  env = await createTestEnv({ DATABASE_URL: pg.url });
-  svc = await spawnService(env.env);
-  client = await GatewayClient.connect(env);
-});
-afterAll(async () => {
-  await client?.close().catch(() => undefined);
-  svc?.kill('SIGKILL');
-  await svc?.exited;
-  if (env) await deleteStream(env).catch(() => undefined);
-  await env?.db.drop();
-  await pg?.stop();
-});
+const fixture = serviceOnPrivatePostgres(skip);
 
 describe.skipIf(skip !== null)('faults - PostgreSQL killed under load', () => {
   it('faults - every reply while PostgreSQL dies and returns is a success or unavailable, never internal', { timeout: 300_000 }, async () => {
+    const { pg, svc, client } = fixture;
     const load = new Load(client, String(svc.ready.http), { natsLobbies: 10, natsSessions: 3, httpLobbies: 3 });
     await load.start();
     const rounds: Array<{ mode: KillMode; down_ms: number; restart_ms: number; recovery_ms: number; replies: Record<string, number> }> = [];
