@@ -49,6 +49,36 @@ interface KnexClient {
   pool?: TarnPool;
 }
 
+/**
+ * Pool connections only `Sql.priority` statements may take: the relay's lease renewal, scans
+ * and marks never queue behind a burst of commands (a lease renewal that waited its turn
+ * behind a thousand commands would pause every broadcast until it came).
+ */
+const RESERVED_CONNECTIONS = 2;
+
+/** A counting semaphore, first come first served. */
+class Gate {
+  private active = 0;
+  private readonly queue: Array<() => void> = [];
+  constructor(private readonly capacity: number) {}
+  get waiting(): number {
+    return this.queue.length;
+  }
+  enter(): Promise<void> | undefined {
+    if (this.active < this.capacity) {
+      this.active++;
+      return undefined;
+    }
+    return new Promise<void>((resolve) => this.queue.push(resolve));
+  }
+  /** Hands the slot to the next in line, or frees it. */
+  leave(): void {
+    const next = this.queue.shift();
+    if (next) next();
+    else this.active--;
+  }
+}
+
 /** Whether the driver has given up on this connection (the server closed it, the socket died). */
 function isDead(c: RawConnection): boolean {
   return Boolean(c.__knex__disposed) || c._queryable === false || c._ending === true || c._ended === true;
@@ -56,6 +86,8 @@ function isDead(c: RawConnection): boolean {
 
 export class Sql {
   private readonly client: KnexClient;
+  /** Undefined until the pool exists; null when there is nothing to reserve (PGlite, a tiny pool). */
+  private gate?: Gate | null;
   /** Told of every statement that failed (metrics); must not throw. */
   onError: (err: unknown) => void = () => undefined;
   /** Told about every failure that is not the server's answer to a statement (src/db/health.ts). */
@@ -72,8 +104,33 @@ export class Sql {
     this.client = knex.client;
   }
 
+  /** Statements that may use the reserved connections (the outbox relays' own work). */
+  readonly priority: Pick<Sql, 'query'> = { query: (text, values) => this.query(text, values, true) };
+
   /** Runs one statement with bound parameters; returns its rows. */
-  async query<T = Record<string, unknown>>(text: string, values: unknown[] = []): Promise<T[]> {
+  async query<T = Record<string, unknown>>(text: string, values: unknown[] = [], priority = false): Promise<T[]> {
+    const gate = priority ? null : this.commandGate();
+    const entering = gate?.enter();
+    if (entering) await entering;
+    try {
+      return await this.run<T>(text, values);
+    } finally {
+      gate?.leave();
+    }
+  }
+
+  /** Lets all but RESERVED_CONNECTIONS of a pool's connections be taken by ordinary statements. */
+  private commandGate(): Gate | null {
+    if (this.gate === undefined) {
+      const max = this.pooled ? this.client.pool?.max : undefined;
+      // Created once the pool exists (knex makes it when MikroORM connects).
+      if (max === undefined) return null;
+      this.gate = max > RESERVED_CONNECTIONS + 1 ? new Gate(max - RESERVED_CONNECTIONS) : null;
+    }
+    return this.gate;
+  }
+
+  private async run<T>(text: string, values: unknown[]): Promise<T[]> {
     const sentAt = Date.now();
     let connection: RawConnection;
     try {
@@ -111,7 +168,8 @@ export class Sql {
   poolStats(): { used: number; free: number; pending: number; max: number } | null {
     const pool = this.client.pool;
     if (!pool || typeof pool.numUsed !== 'function') return null;
-    return { used: pool.numUsed(), free: pool.numFree(), pending: pool.numPendingAcquires(), max: pool.max };
+    // Statements waiting for a connection: at the pool, and before it (the reserve's gate).
+    return { used: pool.numUsed(), free: pool.numFree(), pending: pool.numPendingAcquires() + (this.gate?.waiting ?? 0), max: pool.max };
   }
 
   /** The first row, or undefined. */

@@ -60,7 +60,7 @@ export interface RelayOptions {
   onStandbyNotify?: () => void;
   /** Called after each delivery the destination accepted (metrics: lags); must not throw. */
   onDelivered?: (row: EventRow) => void;
-  /** The statements' runner (default `db.sql`; tests wrap it to count statements). */
+  /** The statements' runner (default `db.sql.priority`; tests wrap it to count statements). */
   sql?: SqlRunner;
 }
 
@@ -109,7 +109,9 @@ export class OutboxRelay {
       ...stripUndefined(opts),
       holder: opts.holder,
     };
-    const sql = opts.sql ?? db.sql;
+    // The relay's own statements use the pool's reserved connections: broadcasts do not wait
+    // behind a burst of commands for a lease renewal, a scan or a mark.
+    const sql = opts.sql ?? db.sql.priority;
     this.store = new OutboxStore(sql, dest.column);
     this.lease = new Lease(sql, `relay:${dest.name}`, this.opts.holder, this.opts.leaseMs);
     this.marks = new MarkBuffer(this.store, log, {
