@@ -13,7 +13,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { InternalSubject, allBroadcastsFilter, subjectNames } from '../../subjects/index.js';
+import { InternalSubject, SERVICE, allBroadcastsFilter, subjectNames } from '../../subjects/index.js';
 import { streamLeaderElected } from '../../src/outbox/jetstream.js';
 import { joinFailuresBucket } from '../../src/transport/join-failures.js';
 
@@ -73,7 +73,8 @@ export function renderNatsConfig(opts: NatsConfigOptions = {}): string {
     subscribe: [...commands, '$SRV.>', `${p}${InternalSubject.outboxKick}`, streamLeaderElected(stream), '_INBOX.>'],
   };
   const gateway = {
-    publish: commands,
+    // Commands, and the service's discovery requests (health checks, `nats micro`, the simulator).
+    publish: [...commands, ...['PING', 'INFO', 'STATS'].map((verb) => `$SRV.${verb}.${SERVICE.name}`)],
     subscribe: [broadcasts, '_INBOX.>'],
     deny: [broadcasts],
   };

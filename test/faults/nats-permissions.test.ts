@@ -105,6 +105,10 @@ describe('least-privilege NATS users', () => {
     await runCycle(gw, L, sessionId, 0, { watcher });
     await watcher.until('measurement.session_complete');
     watcher.close();
+    // A Gateway (or the simulator, connected as one) may ask the service's discovery subjects.
+    const ping = await gw.nc.request('$SRV.PING.lobby', '', { timeout: 5_000 });
+    expect((ping.json() as { name: string }).name).toBe('lobby');
+    expect(violations('gateway')).toEqual([]);
     // Everything the service did was within its permissions.
     expect(violations('lobby')).toEqual([]);
     expect(serviceLog.filter((l) => l.level === 'error' || l.msg === 'NATS error')).toEqual([]);
