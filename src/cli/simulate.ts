@@ -159,6 +159,12 @@ async function simulate(transport: NatsPhoneTransport, args: ReturnType<typeof p
   const summary = summarize(results, timings, performance.now() - started);
   process.stdout.write(`\n${formatSummary(summary)}\n`);
   if (transport.subscriptionError) process.stdout.write(`Broadcast subscription ended: ${transport.subscriptionError.message}\n`);
+  // The demo's next step: the session's sequence chart (README: the timeline).
+  const shown = results.find((r) => r.outcome !== 'completed' && r.sessionId) ?? results.find((r) => r.sessionId);
+  if (shown?.sessionId) {
+    const which = results.length === 1 ? 'The session' : `A ${shown.outcome} session`;
+    process.stdout.write(`${which} step by step: npm run timeline -- ${shown.sessionId}\n`);
+  }
   if (args.json) {
     const options = { ...args, help: undefined, json: undefined };
     writeFileSync(args.json, `${JSON.stringify({ options, ...summary }, null, 2)}\n`);
