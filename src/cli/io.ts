@@ -3,7 +3,7 @@
  * them in-process) and read access to the service's database without booting the service.
  */
 import { MikroORM } from '@mikro-orm/core';
-import type { DatabaseTarget } from '../config.js';
+import { ConfigError, type DatabaseTarget } from '../config.js';
 import { ormOptions } from '../db/orm.js';
 import { Sql } from '../db/sql.js';
 
@@ -16,6 +16,20 @@ export interface CliIo {
 
 /** A failure for the operator to fix: printed as its message, no stack; exit code 1. */
 export class CliRefusal extends Error {}
+
+/**
+ * Runs a CLI's body and resolves with its exit code. A refusal (`CliRefusal`, a bad setting,
+ * or what `refused` recognises) is printed as its message; anything else with its stack.
+ */
+export async function runCli(name: string, io: CliIo, body: () => Promise<number>, refused: (err: unknown) => boolean = () => false): Promise<number> {
+  try {
+    return await body();
+  } catch (err) {
+    const plain = err instanceof CliRefusal || err instanceof ConfigError || refused(err);
+    io.stderr.write(`${name}: ${plain ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
 
 /**
  * Runs `fn` with statements on the database of `target`, through MikroORM's pool as the service

@@ -13,8 +13,8 @@ import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Envelope } from '../../subjects/index.js';
-import { CliRefusal, withSql, type CliIo } from '../cli/io.js';
-import { ConfigError, loadConfig, type Config } from '../config.js';
+import { CliRefusal, runCli, withSql, type CliIo } from '../cli/io.js';
+import { loadConfig, type Config } from '../config.js';
 import { createLogger } from '../log.js';
 import { authOptions } from '../transport/nats.js';
 import { lobbyHistory, rebuildStream, ReplayRefusal } from './stream.js';
@@ -75,13 +75,7 @@ async function connectTo(nats: Config['nats']): Promise<NatsConnection> {
 }
 
 export async function replayCli(argv: string[], io: CliIo): Promise<number> {
-  try {
-    return await run(argv, io);
-  } catch (err) {
-    const known = err instanceof CliRefusal || err instanceof ReplayRefusal || err instanceof ConfigError;
-    io.stderr.write(`replay: ${known ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return 1;
-  }
+  return runCli('replay', io, () => run(argv, io), (err) => err instanceof ReplayRefusal);
 }
 
 async function run(argv: string[], { env, stdout, stderr }: CliIo): Promise<number> {

@@ -12,8 +12,8 @@
  */
 import { parseArgs } from 'node:util';
 import { SessionTimeline } from '../../subjects/index.js';
-import { ConfigError, loadConfig } from '../config.js';
-import { CliRefusal as Refusal, withSql, type CliIo } from '../cli/io.js';
+import { loadConfig } from '../config.js';
+import { CliRefusal, runCli, withSql, type CliIo } from '../cli/io.js';
 import { createTimelineStore } from './store.js';
 import { renderText } from './text.js';
 
@@ -35,29 +35,23 @@ async function fromHttp(base: string, sessionId: string, token: string | undefin
     res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
   } catch (err) {
     const why = err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err);
-    throw new Refusal(`no service answers at ${base} (${why}); start one, pass --url, or set DATABASE_URL to read the database`);
+    throw new CliRefusal(`no service answers at ${base} (${why}); start one, pass --url, or set DATABASE_URL to read the database`);
   }
-  if (res.status === 404) throw new Refusal(`session not found: ${sessionId}`);
-  if (res.status === 401) throw new Refusal(`${base} wants its token: set HTTP_AUTH_TOKEN or pass --token`);
-  if (!res.ok) throw new Refusal(`${url} answered ${res.status}: ${await res.text()}`);
+  if (res.status === 404) throw new CliRefusal(`session not found: ${sessionId}`);
+  if (res.status === 401) throw new CliRefusal(`${base} wants its token: set HTTP_AUTH_TOKEN or pass --token`);
+  if (!res.ok) throw new CliRefusal(`${url} answered ${res.status}: ${await res.text()}`);
   return SessionTimeline.parse(await res.json());
 }
 
 async function fromDatabase(databaseUrl: string, sessionId: string): Promise<SessionTimeline> {
   const t = await withSql(loadConfig({ DATABASE_URL: databaseUrl }).database, (sql) => createTimelineStore(sql).timeline(sessionId));
-  if (!t) throw new Refusal(`session not found: ${sessionId}`);
+  if (!t) throw new CliRefusal(`session not found: ${sessionId}`);
   return t;
 }
 
 /** Runs `npm run timeline` with `argv`; resolves with the exit code (failures are written to stderr). */
 export async function timelineCli(argv: string[], io: CliIo): Promise<number> {
-  try {
-    return await run(argv, io);
-  } catch (err) {
-    const message = err instanceof Refusal || err instanceof ConfigError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
-    io.stderr.write(`timeline: ${message}\n`);
-    return 1;
-  }
+  return runCli('timeline', io, () => run(argv, io));
 }
 
 async function run(argv: string[], { env, stdout, stderr }: CliIo): Promise<number> {
