@@ -154,6 +154,8 @@ export function timeline({ session, steps, events }: TimelineInput): SessionTime
   };
 
   const rows: TimelineRow[] = [];
+  /** A row's time: its offset from the session's creation, and the instant itself. */
+  const when = (ms: number) => ({ offset_ms: Math.round(ms - created), at: new Date(ms).toISOString() });
   let phase: Phase = asPhase(steps[0]?.phase_before, 'idle');
   for (const item of ordered(steps, events)) {
     if ('step' in item) {
@@ -164,8 +166,7 @@ export function timeline({ session, steps, events }: TimelineInput): SessionTime
       mark?.device_ids.forEach(other);
       rows.push({
         kind: 'step',
-        offset_ms: Math.round(s.atMs - created),
-        at: new Date(s.atMs).toISOString(),
+        ...when(s.atMs),
         phase,
         mark,
         step: s.step,
@@ -180,8 +181,7 @@ export function timeline({ session, steps, events }: TimelineInput): SessionTime
       mark?.device_ids.forEach(other);
       rows.push({
         kind: 'broadcast',
-        offset_ms: Math.round(e.createdMs - created),
-        at: new Date(e.createdMs).toISOString(),
+        ...when(e.createdMs),
         phase,
         mark,
         id: e.id,
