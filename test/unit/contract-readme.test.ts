@@ -115,7 +115,7 @@ describe('contract README - limits', () => {
 });
 
 describe('repository - self-contained', () => {
-  it('repository - no tracked file refers to a file outside the repository (../shared and the like)', () => {
+  it('repository - no tracked file refers to a file outside the repository (a sibling folder such as the shared contract)', () => {
     const files = execFileSync('git', ['ls-files'], { cwd: root, encoding: 'utf8' })
       .split('\n')
       .filter((f) => f && f !== 'package-lock.json');
